@@ -1,0 +1,110 @@
+"""The Tool protocol: what every tool kind implements, and what the runtime hands it.
+
+A tool turns one rendered task into a JSON result, or raises :class:`noetl.errors.ToolError`.
+Tools never touch the store and never read ``os.environ``; everything they need arrives in the
+:class:`Call` (rendered configuration, input, resolved credential) and in :class:`Services`
+(long-lived helpers owned by the runtime: the python process pool, a sub-playbook runner).
+
+Registration goes through the ``noetl.tools`` entry-point group (built-in tools too); see
+:mod:`noetl.tools.registry`. Each tool declares ``config_fields``: the task fields it accepts,
+with their types, checked when the playbook is loaded (see :func:`check_config`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from noetl.dsl.model import JSON
+from noetl.errors import ToolConfigError
+
+ChildRunner = Callable[..., Awaitable[dict[str, Any]]]
+"""``await run_child(path=..., payload=..., version=..., return_step=..., wait=True)``.
+
+Returns ``{"execution_id", "status", "result", "error"}`` for a finished child, or
+``{"execution_id", "status"}`` when ``wait`` is False."""
+
+
+@dataclass(slots=True)
+class Services:
+    """Runtime-owned helpers shared by all calls of one runtime (or one worker)."""
+
+    python_pool: Any = None
+    run_child: ChildRunner | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One rendered task, ready to run."""
+
+    execution_id: str
+    step: str
+    task: str
+    kind: str
+    config: Mapping[str, JSON]
+    input: Mapping[str, JSON]
+    credential: Mapping[str, Any] | None = None
+    timeout: float | None = None
+    services: Services = field(default_factory=Services)
+
+
+@runtime_checkable
+class Tool(Protocol):
+    """A tool kind. ``config_fields`` maps field name -> accepted Python types (JSON shapes)."""
+
+    kind: str
+    config_fields: Mapping[str, tuple[type, ...]]
+    required_fields: tuple[tuple[str, ...], ...]
+
+    async def run(self, call: Call) -> JSON: ...
+
+
+ANY_JSON: tuple[type, ...] = (str, int, float, bool, list, dict, type(None))
+TEMPLATABLE = (str,)
+
+
+def check_config(tool: Tool, config: Mapping[str, JSON], *, step: str, task: str) -> None:
+    """Check a task's fields against the tool's declared fields; raise ToolConfigError naming them.
+
+    Strings are always accepted (they may be templates rendered later). ``required_fields`` is a
+    tuple of alternatives groups: at least one field of each group must be present.
+    """
+    allowed = tool.config_fields
+    for key, value in config.items():
+        if key not in allowed:
+            names = ", ".join(sorted(allowed)) or "(none)"
+            raise ToolConfigError(
+                f"unknown field '{key}' for tool kind '{tool.kind}' in task '{task}'; allowed: {names}",
+                step=step,
+                field=key,
+            )
+        types = allowed[key]
+        if isinstance(value, str) or isinstance(value, types):
+            continue
+        want = " or ".join(sorted({_json_name(t) for t in types}))
+        raise ToolConfigError(
+            f"field '{key}' of tool kind '{tool.kind}' must be {want}, got {_json_name(type(value))}",
+            step=step,
+            field=key,
+        )
+    for group in tool.required_fields:
+        if not any(name in config for name in group):
+            raise ToolConfigError(
+                f"tool kind '{tool.kind}' needs field '{' or '.join(group)}' in task '{task}'",
+                step=step,
+                field=group[0],
+            )
+
+
+def _json_name(t: type) -> str:
+    return {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "a boolean",
+        list: "a list",
+        dict: "a map",
+        type(None): "null",
+    }.get(t, t.__name__)
