@@ -24,14 +24,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, TypeAlias, Union
+from typing import Literal, TypeAlias
 
 from noetl.errors import Location
 
-JSON: TypeAlias = Union[None, bool, int, float, str, list["JSON"], dict[str, "JSON"]]
+JSON: TypeAlias = bool | int | float | str | list["JSON"] | dict[str, "JSON"] | None
 """Any JSON value. Templates are JSON strings until rendered."""
 
-TOOL_KINDS: tuple[str, ...] = ("noop", "python", "http", "postgres", "duckdb", "shell", "playbook", "workbook")
+TOOL_KINDS: tuple[str, ...] = (
+    "noop",
+    "python",
+    "http",
+    "postgres",
+    "duckdb",
+    "shell",
+    "playbook",
+    "workbook",
+)
 """Tool kinds this build can run. Other kinds that upstream knows are rejected with this list."""
 
 PolicyAction = Literal["continue", "retry", "jump", "break", "fail"]
@@ -69,6 +78,8 @@ class Task:
     timeout: float | None = None
     accept_status: tuple[int, ...] = ()
     location: Location | None = None
+    spec: Mapping[str, JSON] = field(default_factory=dict)
+    """Other keys of the task's ``spec`` (beyond timeout, policy, accept_status), kept verbatim."""
 
 
 @dataclass(frozen=True, slots=True)

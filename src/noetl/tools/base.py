@@ -81,7 +81,7 @@ def check_config(tool: Tool, config: Mapping[str, JSON], *, step: str, task: str
                 field=key,
             )
         types = allowed[key]
-        if isinstance(value, str) or isinstance(value, types):
+        if isinstance(value, (str, *types)):
             continue
         want = " or ".join(sorted({_json_name(t) for t in types}))
         raise ToolConfigError(

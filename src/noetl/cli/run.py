@@ -1,0 +1,249 @@
+"""``noetl run``: one execution in this process, with the contract of DECISIONS 25.
+
+``--json`` prints exactly one outcome object on stdout. Without it, one line per finished step
+(status, duration), then the final status and result; with a terminal attached, loops show live
+progress (items done / total). Ctrl-C cancels cleanly: status CANCELLED, exit 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from noetl.engine import events as ev
+from noetl.errors import NoetlError, UsageError
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: JSON, else a YAML scalar (numbers, booleans, null), else the text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, (bool, int, float)) or value is None:
+        return value
+    return text
+
+
+def build_payload(sets: tuple[str, ...], payload: str | None) -> dict[str, Any]:
+    """DECISIONS 23: ``--payload`` keys, then each ``--set``, replace workload keys at the top level."""
+    out: dict[str, Any] = {}
+    if payload:
+        try:
+            loaded = json.loads(payload)
+        except ValueError as exc:
+            raise UsageError(f"--payload is not valid JSON: {exc}", field="--payload") from None
+        if not isinstance(loaded, dict):
+            raise UsageError("--payload must be a JSON object", field="--payload")
+        out.update(loaded)
+    for item in sets:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise UsageError(f"--set expects KEY=VALUE, got {item!r}", field="--set")
+        out[key.strip()] = parse_value(value)
+    return out
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def outcome(execution: Any) -> dict[str, Any]:
+    """The outcome object of DECISIONS 25."""
+    state = execution.state
+    completed = state.completed_at
+    error = state.error
+    if error is not None:
+        error = {"step": error.get("step"), "kind": error.get("kind"), "message": error.get("message")}
+    return {
+        "execution_id": state.execution_id,
+        "status": state.status,
+        "playbook_path": state.playbook_path,
+        "started_at": iso(state.started_at),
+        "completed_at": iso(completed),
+        "duration_seconds": round((completed or state.started_at) - state.started_at, 6),
+        "executed_steps": list(state.executed),
+        "step_results": {
+            name: state.results[name] for name in dict.fromkeys(state.executed) if name in state.results
+        },
+        "final_result": state.final_result,
+        "variables": state.variables,
+        "error": error,
+    }
+
+
+class Reporter:
+    """Writes events to ``--events`` and, without ``--json``, prints progress for people."""
+
+    def __init__(self, events_out: IO[str] | None, human: bool) -> None:
+        self.events_out = events_out
+        self.human = human
+        self.root: str | None = None
+        self.entered: dict[str, float] = {}
+        self.progress: Any = None
+        self.tasks: dict[str, Any] = {}
+
+    def __call__(self, execution_id: str, event: ev.Event) -> None:
+        if self.events_out is not None:
+            self.events_out.write(json.dumps(event.to_dict(execution_id), default=str) + "\n")
+        if self.root is None:
+            self.root = execution_id
+        if self.human and execution_id == self.root:
+            self.show(event)
+
+    def show(self, event: ev.Event) -> None:
+        step = event.step or ""
+        if event.name == ev.STEP_ENTER:
+            self.entered[step] = event.at
+            loop = event.data.get("loop")
+            if loop is not None and sys.stderr.isatty():
+                self.start_progress(step, len(loop["items"]))
+        elif event.name in (ev.COMMAND_COMPLETED, ev.COMMAND_FAILED) and event.data.get("index") is None:
+            self.line(
+                step, "COMPLETED" if event.name == ev.COMMAND_COMPLETED else "FAILED", event.at, event.data
+            )
+        elif event.name in (ev.COMMAND_COMPLETED, ev.COMMAND_FAILED) and step in self.tasks:
+            self.progress.advance(self.tasks[step])
+        elif event.name == ev.LOOP_DONE:
+            self.stop_progress(step)
+            stats = (event.data.get("result") or {}).get("stats", {})
+            extra = f" ({stats.get('succeeded', 0)}/{stats.get('total', 0)} items ok)"
+            self.line(step, str(event.data.get("status")), event.at, event.data, extra)
+        elif event.name == ev.STEP_FAILED:
+            self.line(step, "FAILED", event.at, event.data)
+        elif event.name == ev.STEP_SKIPPED:
+            print(f"  - {step:<28} SKIPPED", file=sys.stderr)
+        elif event.name == ev.TEMPLATE_WARNING:
+            print(f"  ! {step}: {event.data.get('message')}", file=sys.stderr)
+
+    def line(self, step: str, status: str, at: float, data: Any, extra: str = "") -> None:
+        ms = (at - self.entered.get(step, at)) * 1000
+        mark = "✓" if status == "COMPLETED" else "✗"
+        print(f"  {mark} {step:<28} {status:<10} {ms:9.1f} ms{extra}", file=sys.stderr)
+        error = data.get("error") if isinstance(data, dict) else None
+        if status == "FAILED" and error:
+            print(f"      {error.get('kind', 'error')}: {error.get('message', '')}", file=sys.stderr)
+
+    def start_progress(self, step: str, total: int) -> None:
+        from rich.progress import Progress
+
+        if self.progress is None:
+            self.progress = Progress(transient=True)
+            self.progress.start()
+        self.tasks[step] = self.progress.add_task(step, total=total)
+
+    def stop_progress(self, step: str) -> None:
+        if step in self.tasks and self.progress is not None:
+            self.progress.remove_task(self.tasks.pop(step))
+            if not self.tasks:
+                self.progress.stop()
+                self.progress = None
+
+
+def main(
+    playbook_file: str,
+    *,
+    sets: tuple[str, ...],
+    payload: str | None,
+    credentials: str | None,
+    catalogs: tuple[str, ...],
+    events_file: str | None,
+    as_json: bool,
+    strict: bool,
+    max_parallel: int,
+    python_workers: int | None,
+) -> int:
+    """Run one playbook; return the exit code (0 COMPLETED, 1 FAILED/CANCELLED)."""
+    from pathlib import Path
+
+    from noetl.runtime import loader
+    from noetl.runtime.credentials import FileCredentials, NoCredentials
+
+    playbook = loader.load(playbook_file, strict=strict)
+    data = build_payload(sets, payload)
+    creds = FileCredentials(credentials) if credentials else NoCredentials()
+    catalog = loader.Catalog([Path(playbook_file).resolve().parent, *catalogs])
+    events_out = _open_events(events_file)
+    reporter = Reporter(events_out, human=not as_json)
+    try:
+        execution = asyncio.run(
+            _execute(playbook, data, creds, catalog, reporter, max_parallel, python_workers)
+        )
+    finally:
+        if reporter.progress is not None:
+            reporter.progress.stop()
+        if events_out is not None:
+            events_out.close()
+    result = outcome(execution)
+    if as_json:
+        sys.stdout.write(json.dumps(result, default=str) + "\n")
+    else:
+        _print_summary(result)
+    return 0 if result["status"] == "COMPLETED" else 1
+
+
+def _open_events(path: str | None) -> IO[str] | None:
+    if path is None:
+        return None
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write events file {path}: {exc.strerror}", field="--events") from None
+
+
+async def _execute(
+    playbook: Any,
+    payload: dict[str, Any],
+    creds: Any,
+    catalog: Any,
+    reporter: Reporter,
+    max_parallel: int,
+    python_workers: int | None,
+) -> Any:
+    from noetl.engine.decide import Limits
+    from noetl.runtime.local import LocalRuntime
+
+    async with LocalRuntime(
+        credentials=creds,
+        catalog=catalog,
+        sink=reporter,
+        limits=Limits(max_parallel=max_parallel),
+        python_pool_size=python_workers,
+    ) as runtime:
+        runtime.warm_up(playbook)
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGINT, runtime.cancel)
+            loop.add_signal_handler(signal.SIGTERM, runtime.cancel)
+        except (NotImplementedError, RuntimeError):  # not the main thread, or no signals here
+            pass
+        return await runtime.execute(playbook, payload)
+
+
+def _print_summary(result: dict[str, Any]) -> None:
+    status = result["status"]
+    print(
+        f"execution {result['execution_id']} {status} in {result['duration_seconds']:.3f} s "
+        f"({len(result['executed_steps'])} steps)",
+        file=sys.stderr,
+    )
+    if result["error"]:
+        err = result["error"]
+        print(f"error: step '{err['step']}': {err['kind']}: {err['message']}", file=sys.stderr)
+    text = json.dumps(result["final_result"], indent=2, default=str)
+    print(f"result: {text}")
+
+
+__all__ = ["NoetlError", "build_payload", "main", "outcome", "parse_value"]

@@ -1,0 +1,78 @@
+"""Loading playbooks for running: parse, then check every task against its tool.
+
+The parser (``noetl.dsl``) knows the language but not the tools; this module adds the tools'
+own field checks, so a wrong field fails at load time with the file, line and step. It also
+finds sub-playbooks for the local runtime (DECISIONS 20): by ``metadata.path`` or
+``metadata.name`` among the playbooks in the main playbook's directory and in ``--catalog`` dirs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from noetl.dsl import parser
+from noetl.dsl.model import Playbook
+from noetl.errors import NoetlError, PlaybookError, ToolConfigError
+from noetl.tools import registry
+from noetl.tools.base import check_config
+
+
+def load(path: str | os.PathLike[str], *, strict: bool = False) -> Playbook:
+    """Parse the playbook at ``path`` and check its tasks; PlaybookError on any problem."""
+    playbook = parser.load(path, strict=strict)
+    check_tools(playbook)
+    return playbook
+
+
+def parse(text: str, *, source: str | None = None, strict: bool = False) -> Playbook:
+    playbook = parser.parse(text, source=source, strict=strict)
+    check_tools(playbook)
+    return playbook
+
+
+def check_tools(playbook: Playbook) -> None:
+    """Each task's fields must fit its tool kind (ToolConfigError becomes a PlaybookError)."""
+    for step in playbook.workflow:
+        for task in step.tool:
+            try:
+                check_config(registry.get(task.kind), task.config, step=step.name, task=task.name)
+            except ToolConfigError as exc:
+                raise PlaybookError(
+                    exc.message,
+                    location=task.location or step.location,
+                    step=step.name,
+                    field=exc.field,
+                ) from None
+
+
+class Catalog:
+    """Playbooks found in directories, keyed by ``metadata.path`` and ``metadata.name``."""
+
+    def __init__(self, directories: Iterable[str | os.PathLike[str]]) -> None:
+        self.directories = [Path(d) for d in directories]
+        self._index: dict[str, Path] | None = None
+
+    def _scan(self) -> dict[str, Path]:
+        index: dict[str, Path] = {}
+        for directory in self.directories:
+            for file in sorted(directory.glob("*.y*ml")):
+                try:
+                    playbook = parser.load(file)
+                except NoetlError:
+                    continue  # not a playbook, or a broken one: it cannot be the one asked for
+                index.setdefault(playbook.path, file)
+                index.setdefault(playbook.name, file)
+        return index
+
+    def find(self, path: str) -> Playbook:
+        """The playbook registered under ``path``; PlaybookError listing what is known otherwise."""
+        if self._index is None:
+            self._index = self._scan()
+        file = self._index.get(path) or self._index.get(path.strip("/"))
+        if file is None:
+            known = ", ".join(sorted(self._index)) or "(none)"
+            dirs = ", ".join(str(d) for d in self.directories)
+            raise PlaybookError(f"sub-playbook '{path}' not found in {dirs}; known: {known}", field="path")
+        return load(file)

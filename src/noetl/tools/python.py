@@ -1,0 +1,166 @@
+"""The ``python`` tool: runs a task's code in a warm child process, never in the runtime's own.
+
+Fields (REFERENCE §4.4, DECISIONS 8):
+
+* ``code``: top-level statements; the value assigned to ``result`` is the task's result. Legacy:
+  when no ``result`` is assigned and a callable ``main`` is defined, the result is
+  ``main(**input)`` (only the input keys ``main`` accepts, unless it takes ``**kwargs``).
+  The result must be JSON-serialisable. The input's keys are globals, and so is ``input_data``.
+* ``libs``: a map ``{alias: module}`` imports each module under its alias; a list of package
+  names is accepted and ignored (packages are not installed at run time).
+* ``timeout_seconds`` / ``timeout`` (seconds, or a map with ``total`` or ``read``): the smallest
+  of these and the runtime's timeout for the call applies.
+* ``memory_mb``: address-space cap of the child for this task (the pool's default otherwise).
+* ``env``: environment variables set while the task runs.
+
+Errors are :class:`noetl.errors.ToolError` with ``error_kind`` ``python``, ``timeout`` (retryable),
+``crash`` or ``memory`` and ``details["py"] = {exception, traceback}`` (plus ``stdout``, the last
+8 KiB printed by a failed task; what a successful task prints is dropped). See
+:mod:`noetl.tools.pypool` for the process pool and :mod:`noetl.tools.pychild` for the child.
+"""
+
+from __future__ import annotations
+
+import atexit
+from collections.abc import Mapping
+
+from noetl.dsl.model import JSON
+from noetl.errors import ToolConfigError, ToolError
+from noetl.tools.base import Call
+from noetl.tools.pypool import PythonPool
+
+_default_pool: PythonPool | None = None
+
+
+def default_pool() -> PythonPool:
+    """The pool used when the runtime provides none: created on first use, killed at interpreter exit."""
+    global _default_pool
+    if _default_pool is None or _default_pool.closed:
+        _default_pool = PythonPool()
+        atexit.register(_default_pool.kill_now)
+    return _default_pool
+
+
+class PythonTool:
+    """Runs ``code`` with the task's input as globals; the result is the value of ``result``."""
+
+    kind = "python"
+    config_fields: Mapping[str, tuple[type, ...]] = {
+        "code": (str,),
+        "libs": (dict, list),
+        "timeout_seconds": (int, float),
+        "timeout": (int, float, dict),
+        "memory_mb": (int,),
+        "env": (dict,),
+    }
+    required_fields: tuple[tuple[str, ...], ...] = (("code",),)
+
+    async def run(self, call: Call) -> JSON:
+        config = call.config
+        code = config.get("code")
+        if not isinstance(code, str):
+            raise ToolConfigError(
+                "field 'code' of a python task must be a string", step=call.step, field="code"
+            )
+        pool = call.services.python_pool or default_pool()
+        try:
+            result: JSON = await pool.run(
+                code,
+                call.input,
+                timeout=_timeout(config, call),
+                memory_mb=_memory_mb(config, call),
+                libs=_libs(config, call),
+                env=_env(config, call),
+            )
+        except ToolError as exc:
+            if exc.step is None:
+                exc.step = call.step
+            raise
+        return result
+
+
+def _timeout(config: Mapping[str, JSON], call: Call) -> float | None:
+    """The smallest of ``timeout_seconds``, ``timeout`` and the runtime's timeout for the call."""
+    limits = [call.timeout] if call.timeout is not None else []
+    if "timeout_seconds" in config:
+        limits.append(_seconds(config["timeout_seconds"], "timeout_seconds", call))
+    timeout = config.get("timeout")
+    if isinstance(timeout, dict):
+        timeout = timeout.get("total", timeout.get("read"))
+    if timeout is not None:
+        limits.append(_seconds(timeout, "timeout", call))
+    return min(limits) if limits else None
+
+
+def _seconds(value: JSON, name: str, call: Call) -> float:
+    number = _number(value)
+    if number is None or number <= 0:
+        raise ToolConfigError(
+            f"field '{name}' of a python task must be a positive number of seconds, got {value!r}",
+            step=call.step,
+            field=name,
+        )
+    return number
+
+
+def _number(value: JSON) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _memory_mb(config: Mapping[str, JSON], call: Call) -> int | None:
+    value = config.get("memory_mb")
+    if value is None:
+        return None
+    number = _number(value)
+    if number is None or number < 1 or number != int(number):
+        raise ToolConfigError(
+            f"field 'memory_mb' of a python task must be a positive whole number, got {value!r}",
+            step=call.step,
+            field="memory_mb",
+        )
+    return int(number)
+
+
+def _libs(config: Mapping[str, JSON], call: Call) -> dict[str, str] | None:
+    """``{alias: module}`` to import; a list of package names means nothing to do."""
+    libs = config.get("libs")
+    if libs is None or isinstance(libs, list):
+        return None
+    if isinstance(libs, dict) and all(isinstance(module, str) for module in libs.values()):
+        return {alias: str(module) for alias, module in libs.items()}
+    raise ToolConfigError(
+        "field 'libs' of a python task must map aliases to module names, or list package names",
+        step=call.step,
+        field="libs",
+    )
+
+
+def _env(config: Mapping[str, JSON], call: Call) -> dict[str, str] | None:
+    env = config.get("env")
+    if env is None:
+        return None
+    if isinstance(env, dict) and not any(isinstance(v, dict | list) for v in env.values()):
+        return {name: "" if value is None else _env_text(value) for name, value in env.items()}
+    raise ToolConfigError(
+        "field 'env' of a python task must map variable names to strings or numbers",
+        step=call.step,
+        field="env",
+    )
+
+
+def _env_text(value: JSON) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+TOOL = PythonTool()

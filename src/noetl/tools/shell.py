@@ -1,0 +1,184 @@
+"""The ``shell`` tool: runs shell commands in a subprocess; the result is ``{stdout, stderr, exit_code}``.
+
+Fields (REFERENCE §4.4, DECISIONS 8):
+
+* ``command`` (a string) or ``cmds`` (a string or a list of strings run in order, stopping at the
+  first non-zero exit); each runs as ``<shell> -c <command>``;
+* ``shell`` (default ``/bin/sh``), ``cwd``, ``env`` (a map merged over the runtime's environment);
+* ``timeout_seconds`` / ``timeout``: a deadline for all commands together.
+
+With several commands, ``stdout`` and ``stderr`` are the concatenated outputs and ``exit_code``
+is that of the last command run. A non-zero exit is a ``shell`` error carrying the result as its
+data; on timeout or cancellation the command's whole process group is killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from noetl.dsl.model import JSON
+from noetl.errors import ToolConfigError, ToolError
+from noetl.tools import fields
+from noetl.tools.base import Call
+
+DEFAULT_SHELL = "/bin/sh"
+_STDERR_TAIL = 500
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """The output of one command."""
+
+    stdout: str
+    stderr: str
+    exit_code: int
+
+
+class ShellTool:
+    """Runs ``command`` or ``cmds`` with ``/bin/sh -c``."""
+
+    kind = "shell"
+    config_fields: Mapping[str, tuple[type, ...]] = {
+        "command": (str,),
+        "cmds": (str, list),
+        "cwd": (str, type(None)),
+        "env": (dict, type(None)),
+        "shell": (str,),
+        **fields.TIMEOUTS,
+    }
+    required_fields: tuple[tuple[str, ...], ...] = (("command", "cmds"),)
+
+    async def run(self, call: Call) -> JSON:
+        commands = _commands(call)
+        shell = str(call.config.get("shell") or DEFAULT_SHELL)
+        cwd = call.config.get("cwd")
+        env = _environment(call)
+        limit = fields.timeout(call)
+        deadline = None if limit is None else time.monotonic() + limit
+        runs: list[_Run] = []
+        for command in commands:
+            run = await _run_one(shell, command, cwd if isinstance(cwd, str) else None, env, deadline, call)
+            runs.append(run)
+            if run.exit_code != 0:
+                break
+        result = _result(runs)
+        if runs[-1].exit_code != 0:
+            raise _exit_error(runs[-1], result, call)
+        return result
+
+
+def _commands(call: Call) -> list[str]:
+    config = call.config
+    if "command" in config and "cmds" in config:
+        raise ToolConfigError(
+            "a shell task takes 'command' or 'cmds', not both", step=call.step, field="cmds"
+        )
+    value = config.get("command", config.get("cmds"))
+    commands = [value] if isinstance(value, str) else value
+    if not isinstance(commands, list) or not commands or not all(isinstance(c, str) for c in commands):
+        raise ToolConfigError(
+            "a shell task needs 'command' (a string) or 'cmds' (a string or a non-empty list of strings)",
+            step=call.step,
+            field="cmds" if "cmds" in config else "command",
+        )
+    return [c for c in commands if isinstance(c, str)]
+
+
+def _environment(call: Call) -> dict[str, str] | None:
+    """The runtime's environment with the task's ``env`` laid over it (None values unset a name)."""
+    extra = call.config.get("env")
+    if not extra:
+        return None
+    if not isinstance(extra, dict):
+        raise ToolConfigError("field 'env' of a shell task must be a map", step=call.step, field="env")
+    env = dict(os.environ)
+    for name, value in extra.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = _env_text(value)
+    return env
+
+
+def _env_text(value: JSON) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+async def _run_one(
+    shell: str, command: str, cwd: str | None, env: dict[str, str] | None, deadline: float | None, call: Call
+) -> _Run:
+    try:
+        process = await asyncio.create_subprocess_exec(
+            shell,
+            "-c",
+            command,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,  # its own process group, so a timeout kills its children too
+        )
+    except OSError as exc:
+        raise ToolError(
+            f"could not start '{shell}' in {cwd or 'the current directory'}: {exc.strerror or exc}",
+            error_kind="shell",
+            step=call.step,
+        ) from None
+    remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), remaining)
+    except TimeoutError:
+        await _kill(process)
+        raise ToolError(
+            f"shell command did not finish within {fields.timeout(call)} s and was killed",
+            error_kind="timeout",
+            retryable=True,
+            step=call.step,
+        ) from None
+    except asyncio.CancelledError:
+        await _kill(process)
+        raise
+    return _Run(_text(out), _text(err), process.returncode if process.returncode is not None else -1)
+
+
+async def _kill(process: asyncio.subprocess.Process) -> None:
+    """Kill the command's process group and reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    await process.wait()
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
+
+
+def _result(runs: list[_Run]) -> dict[str, JSON]:
+    return {
+        "stdout": "".join(run.stdout for run in runs),
+        "stderr": "".join(run.stderr for run in runs),
+        "exit_code": runs[-1].exit_code,
+    }
+
+
+def _exit_error(run: _Run, result: dict[str, JSON], call: Call) -> ToolError:
+    tail = run.stderr.strip()[-_STDERR_TAIL:]
+    return ToolError(
+        f"shell command exited with code {run.exit_code}" + (f": {tail}" if tail else ""),
+        error_kind="shell",
+        details={"shell": {"exit_code": run.exit_code}},
+        data=result,
+        step=call.step,
+    )
+
+
+TOOL = ShellTool()
