@@ -7,7 +7,8 @@ Usage::
 
 Workloads (playbooks are generated into ``bench/playbooks/`` on every run, so they always match):
 
-W0  ``noetl run w0.yaml --json`` as a subprocess: one ``python`` step, interpreter start included.
+W0  ``noetl run w0.yaml --json`` as a subprocess: one ``python`` step, interpreter start included;
+    and where that time goes (interpreter, imports, load, pool start + step, close), from a probe.
 W1  a chain of 40 ``python`` steps that each add 1. Whole-run wall time as a subprocess, and the
     per-step overhead of engine + runtime + python pool measured in-process on a warm runtime;
     plus the same chain with ``noop`` steps (no pool) and the time spent in fold + decide alone.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -42,6 +44,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 PLAYBOOK_DIR = BENCH_DIR / "playbooks"
 CHAIN_LENGTH = 40
 LOOP_ITEMS = 1000
+BUSY_LOAD = 0.5
+"""A 1-minute load average above this when the bench ends means other work shared the CPUs."""
 
 Samples = dict[str, list[float]]
 """Named lists of timings in milliseconds, as a child process reports them."""
@@ -274,28 +278,32 @@ def engine_clock_available() -> bool:
 
 
 async def time_executions(playbook_file: str, expected: Any, runs: int, *, clock: bool = False) -> Samples:
-    """Warm a LocalRuntime with one execution, then time ``runs`` executions (ms each).
+    """Warm a LocalRuntime with one execution, then time ``runs`` executions.
 
-    With ``clock``, ``runs`` more executions measure the time spent in fold + decide; they are
-    separate so that the wrappers do not weigh on the wall-clock samples.
+    Samples (ms per execution): ``execute`` wall time, ``cpu`` CPU time of this process (the
+    runtime; the python pool's children not included) and, with ``clock``, ``engine``: fold +
+    decide, measured in ``runs`` more executions so that the wrappers do not weigh on the others.
     """
     from noetl.runtime import loader
     from noetl.runtime.local import LocalRuntime
 
     playbook = loader.load(PLAYBOOK_DIR / playbook_file)
-    samples: Samples = {"execute": [], "engine": []}
+    samples: Samples = {"execute": [], "cpu": [], "engine": []}
 
-    async def timed_run() -> float:
-        start = time.perf_counter()
+    async def timed_run() -> tuple[float, float]:
+        wall, cpu = time.perf_counter(), time.process_time()
         execution = await runtime.execute(playbook, {})
-        elapsed_ms = (time.perf_counter() - start) * 1000
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         check_outcome(execution.state.status, execution.state.final_result, expected, playbook_file)
-        return elapsed_ms
+        return wall * 1000, cpu * 1000
 
     async with LocalRuntime() as runtime:
         runtime.warm_up(playbook)
         await timed_run()
-        samples["execute"] = [await timed_run() for _ in range(runs)]
+        for _ in range(runs):
+            wall, cpu = await timed_run()
+            samples["execute"].append(wall)
+            samples["cpu"].append(cpu)
         if clock and engine_clock_available():
             with EngineClock().installed() as engine_clock:
                 for _ in range(runs):
@@ -321,8 +329,64 @@ def expected_sum() -> int:
 # --------------------------------------------------------------------------- workloads (parent side)
 
 
+STARTUP_PROBE = """
+import time
+marks = [time.perf_counter()]
+import noetl.cli.main
+marks.append(time.perf_counter())
+import asyncio, noetl.cli.run, noetl.runtime.loader, noetl.runtime.local
+marks.append(time.perf_counter())
+playbook = noetl.runtime.loader.load(PLAYBOOK)
+marks.append(time.perf_counter())
+async def run():
+    runtime = noetl.runtime.local.LocalRuntime()
+    runtime.warm_up(playbook)
+    execution = await runtime.execute(playbook, {})
+    marks.append(time.perf_counter())
+    await runtime.aclose()
+    marks.append(time.perf_counter())
+    return execution.state.status, execution.state.final_result
+status, final = asyncio.run(run())
+import json
+print(json.dumps({"status": status, "final": final, "marks": marks}))
+"""
+"""W0's start-up phases, measured inside a fresh interpreter that has imported nothing else."""
+
+STARTUP_PHASES = (
+    "import noetl.cli.main (click, CLI)",
+    "import run command + runtime",
+    "load playbook (parse + check)",
+    "pool start + execute 1 step",
+    "close runtime (pool shutdown)",
+)
+
+
+def time_startup_phases(runs: int) -> Samples:
+    """Run STARTUP_PROBE ``runs`` times; samples per phase, plus ``python -c pass`` as a baseline."""
+    playbook = PLAYBOOK_DIR / "w0.yaml"
+    code = f"PLAYBOOK = {str(playbook)!r}" + STARTUP_PROBE
+    samples: Samples = {phase: [] for phase in ("interpreter", *STARTUP_PHASES)}
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        samples["interpreter"].append((time.perf_counter() - start) * 1000)
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise WrongResult("start-up probe failed: " + done.stderr.strip().splitlines()[-1])
+        probe = json.loads(done.stdout)
+        check_outcome(probe["status"], probe["final"], 1, "start-up probe")
+        marks = probe["marks"]
+        for phase, (begin, end) in zip(STARTUP_PHASES, itertools.pairwise(marks), strict=True):
+            samples[phase].append((end - begin) * 1000)
+    return samples
+
+
 def bench_w0(runs: int) -> list[Metric]:
-    return [Metric("noetl run, wall (subprocess)", time_cli("w0.yaml", 1, runs), target_ms=250)]
+    metrics = [Metric("noetl run, wall (subprocess)", time_cli("w0.yaml", 1, runs), target_ms=250)]
+    phases = time_startup_phases(runs)
+    metrics.append(Metric("  of which: interpreter (python -c pass)", phases.pop("interpreter")))
+    metrics += [Metric(f"  {phase}", values) for phase, values in phases.items()]
+    return metrics
 
 
 def bench_w1(runs: int) -> list[Metric]:
@@ -332,6 +396,7 @@ def bench_w1(runs: int) -> list[Metric]:
     metrics += [
         Metric("execute, warm (in-process)", inside["execute"]),
         Metric("per-step overhead: engine+runtime+pool", per_step, target_ms=0.5),
+        Metric("per-step, runtime process CPU", _per_unit(inside["cpu"], CHAIN_LENGTH)),
         Metric("per-step, noop chain (engine+runtime)", _per_unit(inside["noop_execute"], CHAIN_LENGTH)),
     ]
     if inside["engine"]:
@@ -341,7 +406,10 @@ def bench_w1(runs: int) -> list[Metric]:
 
 def bench_w2(runs: int) -> list[Metric]:
     inside = time_in_child("W2", runs)
-    metrics = [Metric("execute, warm (in-process)", inside["execute"], target_ms=1000)]
+    metrics = [
+        Metric("execute, warm (in-process)", inside["execute"], target_ms=1000),
+        Metric("per-item, runtime process CPU", _per_unit(inside["cpu"], LOOP_ITEMS)),
+    ]
     if inside["engine"]:
         metrics.append(Metric("per-item, fold+decide only", _per_unit(inside["engine"], LOOP_ITEMS)))
     metrics.append(Metric("noetl run, wall (subprocess)", time_cli("w2.yaml", expected_sum(), runs)))
@@ -372,8 +440,11 @@ def run_workload(name: str, runs: int) -> WorkloadResult:
 # --------------------------------------------------------------------------- profiling
 
 
-def profile(workload: str, runs: int, top: int = 15) -> None:
-    """Print the top cumulative entries from noetl's own modules for the in-process runs."""
+def profile(workload: str, runs: int, sort: str = "cumulative", top: int = 15) -> None:
+    """Print the top ``sort`` entries from noetl's own modules for the warm in-process runs.
+
+    Coroutines count one call per resumption, so their ncalls exceed the number of calls.
+    """
     import cProfile
     import pstats
 
@@ -395,9 +466,9 @@ def profile(workload: str, runs: int, top: int = 15) -> None:
             profiler.disable()
 
     asyncio.run(profiled())
-    print(f"{workload}: {runs} warm executions of {playbook_file}, top {top} by cumulative time (noetl only)")
+    print(f"{workload}: {runs} warm executions of {playbook_file}, top {top} by {sort} time (noetl only)")
     stats = pstats.Stats(profiler, stream=sys.stdout)
-    stats.sort_stats("cumulative").print_stats(r"[/\\]noetl[/\\]", top)
+    stats.sort_stats(sort).print_stats(r"[/\\]noetl[/\\]", top)
 
 
 # --------------------------------------------------------------------------- report
@@ -413,6 +484,7 @@ def machine() -> dict[str, Any]:
     return {
         "cpu": model,
         "cores": os.cpu_count(),
+        "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),
     }
@@ -420,8 +492,10 @@ def machine() -> dict[str, Any]:
 
 def print_table(results: list[WorkloadResult], runs: int) -> None:
     info = machine()
-    print(f"NoETL local runtime benchmark: {runs} runs each, medians [min..max] in ms")
+    print(f"NoETL local runtime benchmark: {runs} runs each, times in ms")
     print(f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, {info['platform']}")
+    if (info["load_average_1min"] or 0) > BUSY_LOAD:
+        print(f"warning: load average {info['load_average_1min']} at the end; other work skews these numbers")
     header = f"{'':4}{'metric':<42}{'median':>10}{'min':>10}{'max':>10}{'target':>10}  verdict"
     print()
     print(header)
@@ -451,6 +525,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile", choices=["W1", "W2"], help="cProfile the in-process runs of one workload"
     )
+    parser.add_argument(
+        "--sort", choices=["cumulative", "tottime"], default="cumulative", help="profile order (--profile)"
+    )
     parser.add_argument("--one", choices=["W1", "W2"], help=argparse.SUPPRESS)  # the in-process child
     args = parser.parse_args(argv)
     args.only = [name.strip().upper() for name in args.only.split(",") if name.strip()]
@@ -471,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     write_playbooks()
     if args.profile:
-        profile(args.profile, args.runs)
+        profile(args.profile, args.runs, args.sort)
         return 0
     results = [run_workload(name, args.runs) for name in args.only]
     if args.json:

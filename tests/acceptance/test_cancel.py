@@ -61,13 +61,21 @@ def test_sigint_cancels_execution(tmp_path: Path) -> None:
     try:
         sleeper = tmp_path / "sleeper.pid"
         spinner = tmp_path / "spinner.pid"
-        wait_for(lambda: sleeper.exists() and sleeper.read_text().strip() and spinner.exists()
-                 and spinner.read_text().strip(), what="both tasks running")
+        wait_for(
+            lambda: (
+                sleeper.exists()
+                and sleeper.read_text().strip()
+                and spinner.exists()
+                and spinner.read_text().strip()
+            ),
+            what="both tasks running",
+        )
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.communicate()
     assert proc.returncode == 1, err
     outcome = json.loads(out)
     assert outcome["status"] == "CANCELLED"

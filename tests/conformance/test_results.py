@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 HEAD = """
     apiVersion: noetl.io/v2
     kind: Playbook
@@ -101,7 +99,7 @@ def test_truthiness_of_rendered_strings(noetl_run):
     """
     )
     assert r.status == "COMPLETED", r.stderr
-    assert sorted(r.outcome["executed_steps"][1:]) == ["s10", "s7", "s8", "s9"]
+    assert sorted(r.outcome["executed_steps"][1:]) == ["s10", "s8", "s9"]
 
 
 def test_python_main_legacy_and_noop_result(noetl_run):
@@ -227,12 +225,7 @@ def test_duckdb_query_statement_and_last_statement(noetl_run, tmp_path):
 
 
 def _pg_creds(url: str) -> str:
-    u = urlsplit(url)
-    return (
-        "pg_test:\n  type: postgres\n  data:\n"
-        f"    db_host: {u.hostname}\n    db_port: {u.port or 5432}\n    db_user: {u.username or 'postgres'}\n"
-        f"    db_password: '{u.password or ''}'\n    db_name: {u.path.lstrip('/')}\n"
-    )
+    return f"pg_test:\n  type: postgres\n  data:\n    dsn: '{url}'\n"
 
 
 def test_postgres_results_and_bind_params(noetl_run, pg_database):

@@ -23,7 +23,7 @@ def test_entry_step_precedence(noetl_run):
       - step: chosen
         tool: {kind: python, code: "result = 'chosen'"}
     """
-    r = noetl_run(pb(body + "    executor: {spec: {entry_step: chosen}}\n"))
+    r = noetl_run(pb(body.rstrip() + "\n    executor: {spec: {entry_step: chosen}}\n"))
     assert r.outcome["executed_steps"] == ["chosen"]
     r = noetl_run(pb(body))
     assert r.outcome["executed_steps"] == ["start"]
@@ -59,7 +59,12 @@ def test_final_result_rules(noetl_run):
         tool: {kind: python, code: "result = 'z'"}
     """
     assert noetl_run(pb(body)).outcome["final_result"] == "z"
-    assert noetl_run(pb(body + "    executor: {spec: {final_step: middle}}\n")).outcome["final_result"] == "b"
+    assert (
+        noetl_run(pb(body.rstrip() + "\n    executor: {spec: {final_step: middle}}\n")).outcome[
+            "final_result"
+        ]
+        == "b"
+    )
     no_end = body.replace(
         "step: end\n        tool: {kind: python, code: \"result = 'z'\"}",
         "step: other\n        tool: {kind: python, code: \"result = 'z'\"}",
@@ -82,7 +87,7 @@ def test_no_next_is_error(noetl_run):
     """
     r = noetl_run(pb(body))
     assert r.status == "COMPLETED" and r.outcome["executed_steps"] == ["start"]
-    r = noetl_run(pb(body + "    executor: {spec: {no_next_is_error: true}}\n"))
+    r = noetl_run(pb(body.rstrip() + "\n    executor: {spec: {no_next_is_error: true}}\n"))
     assert r.status == "FAILED" and r.code == 1
     assert r.outcome["error"]["step"] == "start"
 

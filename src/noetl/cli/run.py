@@ -171,7 +171,13 @@ def main(
     from noetl.runtime import loader
     from noetl.runtime.credentials import FileCredentials, NoCredentials
 
-    playbook = loader.load(playbook_file, strict=strict)
+    pool = _early_python_pool(playbook_file, python_workers)
+    try:
+        playbook = loader.load(playbook_file, strict=strict)
+    except BaseException:
+        if pool is not None:
+            pool.kill_now()
+        raise
     data = build_payload(sets, payload)
     creds = FileCredentials(credentials) if credentials else NoCredentials()
     catalog = loader.Catalog([Path(playbook_file).resolve().parent, *catalogs])
@@ -179,7 +185,7 @@ def main(
     reporter = Reporter(events_out, human=not as_json)
     try:
         execution = asyncio.run(
-            _execute(playbook, data, creds, catalog, reporter, max_parallel, python_workers)
+            _execute(playbook, data, creds, catalog, reporter, max_parallel, python_workers, pool)
         )
     finally:
         if reporter.progress is not None:
@@ -192,6 +198,25 @@ def main(
     else:
         _print_summary(result)
     return 0 if result["status"] == "COMPLETED" else 1
+
+
+def _early_python_pool(path: str, size: int | None) -> Any:
+    """Start the python tool's children before the playbook is even parsed, when it looks like
+    it will need them: their interpreter start-up then overlaps ours."""
+    import re
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except (OSError, UnicodeDecodeError):
+        return None  # the loader reports it properly
+    if not re.search(r"\bpython\b", text):
+        return None
+    from noetl.tools.pypool import PythonPool
+
+    pool = PythonPool(size=size)
+    pool.start()
+    return pool
 
 
 def _open_events(path: str | None) -> IO[str] | None:
@@ -211,6 +236,7 @@ async def _execute(
     reporter: Reporter,
     max_parallel: int,
     python_workers: int | None,
+    pool: Any,
 ) -> Any:
     from noetl.engine.decide import Limits
     from noetl.runtime.local import LocalRuntime
@@ -221,6 +247,7 @@ async def _execute(
         sink=reporter,
         limits=Limits(max_parallel=max_parallel),
         python_pool_size=python_workers,
+        python_pool=pool,
     ) as runtime:
         runtime.warm_up(playbook)
         loop = asyncio.get_running_loop()

@@ -233,7 +233,8 @@ class _Decider:
             result={"results": results, "stats": stats},
             error=error,
         )
-        self.step_finished(step, not failed, ev.LOOP_DONE)
+        # a failed loop is routed in the error context (DECISIONS 15): event.name is call.error
+        self.step_finished(step, not failed, ev.CALL_ERROR if failed else ev.LOOP_DONE)
 
     def step_finished(self, step: Step, ok: bool, event_name: str) -> None:
         st = self.s.steps[step.name]

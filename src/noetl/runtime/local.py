@@ -78,13 +78,14 @@ class LocalRuntime:
         sink: EventSink | None = None,
         limits: Limits | None = None,
         python_pool_size: int | None = None,
+        python_pool: Any = None,
     ) -> None:
         self.credentials = credentials or NoCredentials()
         self.catalog = catalog or Catalog([])
         self.sink = sink
         self.limits = limits or Limits()
         self.python_pool_size = python_pool_size
-        self.services = Services()
+        self.services = Services(python_pool=python_pool)
         self._background: set[asyncio.Task[Any]] = set()
         self._cancel_requests: list[asyncio.Queue[Any]] = []
 
@@ -236,12 +237,10 @@ class _Driver:
             )
         except asyncio.CancelledError:
             raise
-        except NoetlError as exc:  # the runner reports user problems itself; this is a safety net
-            outcome = Outcome("error", None, exc.to_dict(), {}, 0, 0.0)
-        except Exception as exc:
-            outcome = Outcome(
-                "error", None, {"kind": "internal", "message": f"{type(exc).__name__}: {exc}"}, {}, 0, 0.0
-            )
+        except Exception as exc:  # the runner reports user problems itself; a bug must not hang the run
+            kind = exc.kind if isinstance(exc, NoetlError) else "internal"
+            message = str(exc) if isinstance(exc, NoetlError) else f"{type(exc).__name__}: {exc}"
+            outcome = Outcome("error", None, {"kind": kind, "message": message}, {}, 0, 0.0)
         self.inbox.put_nowait(("done", command, outcome))
 
     async def _stop_tasks(self) -> None:

@@ -12,6 +12,7 @@ Fields:
 * ``params``: a list for positional placeholders (``?``, ``$1``), handed out statement by
   statement in order, or a map for ``$name`` placeholders; named placeholders also find the
   task's ``input`` keys.
+* ``as_objects`` (default true): rows as maps; false gives lists in column order.
 
 DuckDB is synchronous, so the call runs in a worker thread; the connection is opened and closed
 within the call (no file lock outlives it), and interrupted on timeout or cancellation. Errors
@@ -52,13 +53,15 @@ class DuckdbTool:
         "db_path": (str, type(None)),
         "database": (str, type(None)),
         "params": (list, dict, type(None)),
+        "as_objects": (bool,),
         **fields.TIMEOUTS,
     }
     required_fields: tuple[tuple[str, ...], ...] = ((*_PLAIN_SQL_FIELDS, *_BASE64_SQL_FIELDS),)
 
     async def run(self, call: Call) -> JSON:
-        session = _Session(_database(call), _scripts(call), call.config.get("params"), call.input)
-        _check_params(session.params, call)
+        params = _params(call)
+        as_objects = fields.flag(call.config.get("as_objects"), default=True)
+        session = _Session(_database(call), _scripts(call), params, call.input, as_objects=as_objects)
         limit = fields.timeout(call)
         work = asyncio.ensure_future(asyncio.to_thread(session.run))
         try:
@@ -112,11 +115,13 @@ def _decoded(text: str, name: str, call: Call) -> str:
         ) from None
 
 
-def _check_params(params: JSON, call: Call) -> None:
+def _params(call: Call) -> JSON:
+    params = call.config.get("params")
     if params is not None and not isinstance(params, list | dict):
         raise ToolConfigError(
             "field 'params' of a duckdb task must be a list or a map", step=call.step, field="params"
         )
+    return params
 
 
 def _outcome(work: asyncio.Future[JSON], call: Call) -> JSON:
@@ -137,10 +142,12 @@ def _outcome(work: asyncio.Future[JSON], call: Call) -> JSON:
 class _Session:
     """One call's connection, run in a worker thread and interruptible from the event loop."""
 
-    def __init__(self, database: str, scripts: list[str], params: JSON, input: Mapping[str, JSON]) -> None:
+    def __init__(
+        self, database: str, scripts: list[str], params: JSON, input: Mapping[str, JSON], *, as_objects: bool
+    ) -> None:
         self.database = database
         self.scripts = scripts
-        self.params = params
+        self.as_objects = as_objects
         self.named: dict[str, JSON] = {**input, **(params if isinstance(params, dict) else {})}
         self.positional: list[JSON] = list(params) if isinstance(params, list) else []
         self.connection: duckdb.DuckDBPyConnection | None = None
@@ -169,7 +176,7 @@ class _Session:
             return sqlresult.statement(0)
         columns = [column[0] for column in cursor.description]
         if statement.type.name in _QUERY_TYPES or columns not in _STATUS_COLUMNS:
-            return sqlresult.query(columns, cursor.fetchall())
+            return sqlresult.query(columns, cursor.fetchall(), as_objects=self.as_objects)
         rows = cursor.fetchall()
         return sqlresult.statement(int(rows[0][0]) if columns == ["Count"] and rows else 0)
 

@@ -74,9 +74,8 @@ class HttpTool:
         try:
             response = await client.request(
                 method,
-                url,
+                httpx.URL(url).copy_merge_params(_query(config.get("params"))),
                 headers={**_credential_headers(call), **_headers(config.get("headers"))},
-                params=_query(config.get("params")),
                 timeout=_timeout(call),
                 follow_redirects=fields.flag(config.get("follow_redirects"), default=True),
                 **_body(call),

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from noetl.dsl.model import JSON
-from noetl.errors import ToolConfigError, ToolError
+from noetl.errors import NoetlError, ToolConfigError, ToolError
 from noetl.tools import fields
 from noetl.tools.base import Call, ChildRunner
 
@@ -47,16 +47,25 @@ class PlaybookTool:
         run_child = _runner(call)
         wait = not fields.flag(call.config.get("async"), default=False)
         request = _request(call, wait)
+        limit = fields.timeout(call) if wait else None
         try:
-            async with asyncio.timeout(fields.timeout(call) if wait else None):
+            async with asyncio.timeout(limit):
                 child = await run_child(**request)
         except TimeoutError:
             raise ToolError(
-                f"sub-playbook '{request['path']}' did not finish within {fields.timeout(call)} s",
+                f"sub-playbook '{request['path']}' did not finish within {limit} s",
                 error_kind="timeout",
                 retryable=True,
                 step=call.step,
             ) from None
+        except ToolError:
+            raise
+        except NoetlError as exc:  # e.g. the child playbook is unknown or invalid: this task's error
+            raise ToolError(
+                f"sub-playbook '{request['path']}' could not run: {exc}",
+                error_kind="playbook",
+                step=call.step,
+            ) from exc
         if not wait:
             return {"execution_id": child.get("execution_id"), "status": child.get("status")}
         return _result(child, request["path"], call)

@@ -113,6 +113,7 @@ def _sql(call: Call) -> str:
 
 def _connection(call: Call) -> _Connection:
     """The connection string, from the credential when there is one, else from the task."""
+    import psycopg
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     base, secrets = _credential_conninfo(call) if call.credential is not None else _field_conninfo(call)
@@ -122,7 +123,7 @@ def _connection(call: Call) -> _Connection:
         conninfo = make_conninfo(
             base, **({} if "connect_timeout" in options else {"connect_timeout": _CONNECT_TIMEOUT})
         )
-    except Exception as exc:  # psycopg.ProgrammingError; its message may quote the string
+    except psycopg.Error as exc:  # its message may quote the connection string
         message = _Connection("", (*secrets, base)).scrub(str(exc))
         raise ToolConfigError(
             f"invalid postgres connection settings: {message}", step=call.step, field="auth"

@@ -157,7 +157,7 @@ async def test_method_query_and_headers_are_sent(services: Services, base_url: s
 
 @pytest.mark.parametrize("field", ["json", "body", "data", "payload"])
 async def test_map_bodies_are_sent_as_json(services: Services, base_url: str, field: str) -> None:
-    sent = {"name": "O'Brien", "n": [1, 2]}
+    sent: dict[str, JSON] = {"name": "O'Brien", "n": [1, 2]}
     echo = (await run(services, {"method": "POST", "url": f"{base_url}/echo", field: sent}))["data"]
     assert echo["headers"]["content-type"] == "application/json"
     assert json.loads(echo["body"]) == sent
@@ -194,7 +194,9 @@ async def test_non_2xx_is_http_error_with_result_as_data(services: Services, bas
     assert err.message == f"HTTP 404 from GET {base_url}/status/404"
     assert err.details["http"]["status"] == 404  # type: ignore[index]
     assert err.details["http"]["headers"]["retry-after"] == "1"  # type: ignore[index]
-    assert isinstance(err.data, dict) and err.data["data"] == {"error": 404} and err.data["status_code"] == 404
+    assert (
+        isinstance(err.data, dict) and err.data["data"] == {"error": 404} and err.data["status_code"] == 404
+    )
     assert err.step == "fetch"
 
 
@@ -219,7 +221,9 @@ async def test_error_message_hides_query_and_user_info(services: Services, base_
 
 async def test_redirects_followed_unless_disabled(services: Services, base_url: str) -> None:
     assert (await run(services, {"url": f"{base_url}/redirect"}))["data"] == {"items": [1, 2], "ok": True}
-    result = await run(services, {"url": f"{base_url}/redirect", "follow_redirects": False, "accept_status": [302]})
+    result = await run(
+        services, {"url": f"{base_url}/redirect", "follow_redirects": False, "accept_status": [302]}
+    )
     assert result["status_code"] == 302 and result["headers"]["location"] == "/json"
 
 

@@ -57,7 +57,11 @@ async def test_noop_returns_empty_map() -> None:
 
 
 async def test_command_result_shape() -> None:
-    assert await run({"command": "echo hi; echo err 1>&2"}) == {"stdout": "hi\n", "stderr": "err\n", "exit_code": 0}
+    assert await run({"command": "echo hi; echo err 1>&2"}) == {
+        "stdout": "hi\n",
+        "stderr": "err\n",
+        "exit_code": 0,
+    }
 
 
 async def test_cmds_run_in_order_and_concatenate() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from noetl.dsl.model import JSON
-from noetl.errors import ToolConfigError, ToolError
+from noetl.errors import PlaybookError, ToolConfigError, ToolError
 from noetl.tools.base import Call, Services
 from noetl.tools.playbook import TOOL as PLAYBOOK
 from noetl.tools.workbook import TOOL as WORKBOOK
@@ -22,14 +22,24 @@ from noetl.tools.workbook import TOOL as WORKBOOK
 class FakeChildRunner:
     """Answers like the runtime's child runner and records every request."""
 
-    def __init__(self, answer: dict[str, Any] | None = None, *, hang: bool = False) -> None:
-        self.answer = answer or {"execution_id": "77", "status": "COMPLETED", "result": {"final": 42}, "error": None}
+    def __init__(
+        self, answer: dict[str, Any] | None = None, *, hang: bool = False, refuse: Exception | None = None
+    ) -> None:
+        self.answer = answer or {
+            "execution_id": "77",
+            "status": "COMPLETED",
+            "result": {"final": 42},
+            "error": None,
+        }
         self.hang = hang
+        self.refuse = refuse
         self.requests: list[dict[str, Any]] = []
         self.cancelled = False
 
     async def __call__(self, **request: Any) -> dict[str, Any]:
         self.requests.append(request)
+        if self.refuse is not None:
+            raise self.refuse
         if not request["wait"]:
             return {"execution_id": self.answer["execution_id"], "status": "RUNNING"}
         if self.hang:
@@ -48,12 +58,16 @@ def call(
     input: Mapping[str, JSON] | None = None,
     timeout: float | None = None,
 ) -> Call:
-    return Call("e1", "start", "start", "playbook", config, input or {}, None, timeout, Services(run_child=runner))
+    return Call(
+        "e1", "start", "start", "playbook", config, input or {}, None, timeout, Services(run_child=runner)
+    )
 
 
 async def test_returns_child_result_and_sends_the_request() -> None:
     runner = FakeChildRunner()
-    result = await PLAYBOOK.run(call({"path": "lib/child", "version": 2, "return_step": "start"}, runner, input={"n": 21}))
+    result = await PLAYBOOK.run(
+        call({"path": "lib/child", "version": 2, "return_step": "start"}, runner, input={"n": 21})
+    )
     assert result == {"final": 42}
     assert runner.requests == [
         {"path": "lib/child", "version": 2, "payload": {"n": 21}, "return_step": "start", "wait": True}
@@ -103,7 +117,18 @@ async def test_failed_child_is_playbook_error() -> None:
     err = caught.value
     assert err.error_kind == "playbook" and err.step == "start"
     assert "child broke" in err.message and "88" in err.message and "lib/bad" in err.message
-    assert err.details["playbook"] == {"execution_id": "88", "status": "FAILED", "error": answer["error"]}  # type: ignore[index]
+    assert err.details["playbook"] == {"execution_id": "88", "status": "FAILED", "error": answer["error"]}
+
+
+async def test_child_that_cannot_start_is_playbook_error() -> None:
+    runner = FakeChildRunner(refuse=PlaybookError("no playbook with path 'lib/nowhere'"))
+    with pytest.raises(ToolError) as caught:
+        await PLAYBOOK.run(call({"path": "lib/nowhere"}, runner))
+    assert caught.value.error_kind == "playbook" and "lib/nowhere" in caught.value.message
+    runner = FakeChildRunner(refuse=ToolError("child runner broke", error_kind="internal"))
+    with pytest.raises(ToolError) as caught:
+        await PLAYBOOK.run(call({"path": "x"}, runner))
+    assert caught.value.error_kind == "internal"
 
 
 async def test_timeout_stops_waiting_for_the_child() -> None:

@@ -6,7 +6,6 @@ import textwrap
 from typing import Any
 
 from noetl.dsl.parser import parse
-
 from noetl.engine import events as ev
 from noetl.engine.decide import Limits, decide, initial_event
 from noetl.engine.state import State, apply, fold
@@ -15,7 +14,9 @@ from noetl.engine.state import State, apply, fold
 class Sim:
     """A tiny driver: keeps the log, folds, and lets a test complete commands by hand."""
 
-    def __init__(self, text: str, payload: dict[str, Any] | None = None, limits: Limits | None = None) -> None:
+    def __init__(
+        self, text: str, payload: dict[str, Any] | None = None, limits: Limits | None = None
+    ) -> None:
         self.pb = parse(textwrap.dedent(text))
         self.state = State()
         self.log: list[ev.Event] = []
