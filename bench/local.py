@@ -45,7 +45,7 @@ PLAYBOOK_DIR = BENCH_DIR / "playbooks"
 CHAIN_LENGTH = 40
 LOOP_ITEMS = 1000
 BUSY_LOAD = 0.5
-"""A 1-minute load average above this when the bench ends means other work shared the CPUs."""
+"""A 1-minute load average above this before the bench starts means other work shares the CPUs."""
 
 Samples = dict[str, list[float]]
 """Named lists of timings in milliseconds, as a child process reports them."""
@@ -484,18 +484,18 @@ def machine() -> dict[str, Any]:
     return {
         "cpu": model,
         "cores": os.cpu_count(),
-        "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        "load_average_1min_before": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),
     }
 
 
-def print_table(results: list[WorkloadResult], runs: int) -> None:
-    info = machine()
+def print_table(results: list[WorkloadResult], runs: int, info: dict[str, Any]) -> None:
     print(f"NoETL local runtime benchmark: {runs} runs each, times in ms")
     print(f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, {info['platform']}")
-    if (info["load_average_1min"] or 0) > BUSY_LOAD:
-        print(f"warning: load average {info['load_average_1min']} at the end; other work skews these numbers")
+    load = info["load_average_1min_before"]
+    if load is not None and load > BUSY_LOAD:
+        print(f"warning: load average {load} before the start; other work skews these numbers")
     header = f"{'':4}{'metric':<42}{'median':>10}{'min':>10}{'max':>10}{'target':>10}  verdict"
     print()
     print(header)
@@ -550,17 +550,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         profile(args.profile, args.runs, args.sort)
         return 0
+    info = machine()
     results = [run_workload(name, args.runs) for name in args.only]
     if args.json:
         report = {
             "date": time.strftime("%Y-%m-%d"),
             "runs": args.runs,
-            "machine": machine(),
+            "machine": info,
             "workloads": {r.name: r.to_json() for r in results},
         }
         print(json.dumps(report, indent=2))
     else:
-        print_table(results, args.runs)
+        print_table(results, args.runs, info)
     return 0 if all(r.passed for r in results) else 1
 
 

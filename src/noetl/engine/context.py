@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from noetl.dsl import templates
+from noetl.dsl import templates, views
 from noetl.engine.state import State
 
 SUCCESS_NAMES = frozenset({"call.done", "step.done", "step.exit"})
@@ -107,4 +107,39 @@ def routing(
     ctx["outcome"] = {**output, "result": output.get("data")}
     ctx["error"] = output.get("error")
     ctx["event"] = {"name": EventName(event_name), "step": step, "payload": {}, "timestamp": now}
+    return ctx
+
+
+def to_wire(ctx: dict[str, Any]) -> dict[str, Any]:
+    """A command context in its compact JSON form: each value once (see :func:`from_wire`).
+
+    Step results live under ``steps`` and variables under ``workload``; the bare-name copies and
+    the ``ctx``/``vars`` aliases are dropped and rebuilt on the other side.
+    """
+    steps = ctx.get("steps") or {}
+    variables = ctx.get("workload") or {}
+    drop = set(steps) | {"ctx", "vars"}
+    drop.update(k for k in variables if k not in steps and ctx.get(k) is variables.get(k))
+    wire = {k: v for k, v in ctx.items() if k not in drop}
+    wire["steps"] = {name: views.plain(view) for name, view in steps.items()}
+    return wire
+
+
+def from_wire(wire: dict[str, Any]) -> dict[str, Any]:
+    """The render context a command carried as JSON, with result views and aliases restored."""
+    variables = dict(wire.get("workload") or {})
+    views = {name: templates.result_view(result) for name, result in (wire.get("steps") or {}).items()}
+    ctx: dict[str, Any] = dict(variables)
+    ctx.update(wire)
+    ctx["workload"] = variables
+    ctx["ctx"] = variables
+    ctx["vars"] = variables
+    ctx["steps"] = views
+    ctx.update(views)
+    for key in ("iter", "loop", "_index", "_total"):
+        if key in wire:
+            ctx[key] = wire[key]
+    iterator = (wire.get("iter") or {}).keys() - {"_index", "_total", "_first", "_last", "index"}
+    for name in iterator:
+        ctx[name] = wire["iter"][name]
     return ctx

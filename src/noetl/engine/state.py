@@ -342,3 +342,23 @@ _HANDLERS = {
     ev.PLAYBOOK_FAILED: _terminal,
     ev.PLAYBOOK_CANCELLED: _terminal,
 }
+
+
+def snapshot(state: State) -> dict[str, Any]:
+    """The state as plain JSON (for the replay API and checksums)."""
+    from dataclasses import asdict
+
+    out = asdict(state)
+    out["loop_results"] = {
+        step: {str(i): r for i, r in sorted(results.items())} for step, results in state.loop_results.items()
+    }
+    return out
+
+
+def checksum(state: State) -> str:
+    """sha256 of the canonical JSON of :func:`snapshot`: equal states, equal checksums."""
+    import hashlib
+    import json
+
+    text = json.dumps(snapshot(state), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,132 @@
+"""The server application: routes, error handling, and what runs for the app's lifetime.
+
+On start (the lifespan) the server finds its database (the embedded PostgreSQL when no URL is
+set), applies pending migrations, opens a connection pool, and starts two background tasks: the
+orchestrator loop (``Orchestrator.serve``: LISTEN ``noetl_results`` + polling) and the lease
+reaper. On stop it signals both, waits up to ``shutdown_grace`` seconds, and closes the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from noetl import __version__
+from noetl.runtime.orchestration import Orchestrator
+from noetl.server import (
+    catalog,
+    credentials,
+    events,
+    execute,
+    executions,
+    health,
+    problems,
+    queue,
+    reaper,
+    replay,
+    workers,
+)
+from noetl.server.context import ServerContext
+from noetl.server.limits import BodyLimit
+from noetl.server.playbooks import PlaybookCache
+from noetl.server.settings import ServerSettings
+from noetl.store import db, migrate
+
+log = logging.getLogger("noetl.server")
+
+ROUTERS = (
+    health.router,
+    catalog.router,
+    execute.router,
+    executions.router,
+    events.router,
+    queue.router,
+    workers.router,
+    credentials.router,
+    replay.router,
+)
+
+
+def create_app(settings: ServerSettings) -> FastAPI:
+    """The ASGI application for ``settings`` (nothing connects until the lifespan starts)."""
+    app = FastAPI(
+        title="NoETL",
+        version=__version__,
+        summary="Orchestrator server: catalog, executions, events, workers, credentials, replay.",
+        lifespan=_lifespan(settings),
+    )
+    problems.install(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    for router in ROUTERS:
+        app.include_router(router)
+    return app
+
+
+def _lifespan(settings: ServerSettings) -> Any:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = await database_url(settings)
+        if settings.migrate:
+            applied = await migrate.apply(url)
+            if applied:
+                log.info("applied migrations %s", applied)
+        pool = await db.pool(url, settings.pool_min_size, settings.pool_max_size)
+        try:
+            context = ServerContext(
+                settings=settings,
+                database_url=url,
+                pool=pool,
+                orchestrator=Orchestrator(pool),
+                cipher=credentials.cipher(settings),
+                playbooks=PlaybookCache(),
+            )
+            app.state.noetl = context
+            async with background(context):
+                yield
+        finally:
+            await pool.close()
+
+    return lifespan
+
+
+async def database_url(settings: ServerSettings) -> str:
+    """The configured URL, else the embedded PostgreSQL's (started on first use)."""
+    if settings.database_url:
+        return settings.database_url
+    from noetl.store import embedded
+
+    return await asyncio.to_thread(embedded.ensure, settings.data_dir)
+
+
+@asynccontextmanager
+async def background(context: ServerContext) -> AsyncIterator[None]:
+    """Run the orchestrator loop and the reaper (as configured) while the block runs."""
+    settings, stop = context.settings, asyncio.Event()
+    jobs: list[Awaitable[None]] = []
+    if settings.orchestrate:
+        jobs.append(context.orchestrator.serve(context.database_url, stop, poll_interval=settings.poll_seconds))
+    if settings.reap:
+        jobs.append(reaper.run(context.database_url, stop, settings.reaper_interval))
+    tasks = [asyncio.create_task(_logged(job)) for job in jobs]
+    try:
+        yield
+    finally:
+        stop.set()
+        _, pending = await asyncio.wait(tasks, timeout=settings.shutdown_grace) if tasks else (set(), set())
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _logged(job: Awaitable[None]) -> None:
+    try:
+        await job
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("background task stopped with an error")

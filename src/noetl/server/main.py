@@ -1,0 +1,65 @@
+"""Running the server process: ``serve(settings)`` starts uvicorn on the app until SIGINT/SIGTERM.
+
+Used by ``noetl server start``; ``python -m noetl.server.main`` does the same with settings from
+the ``NOETL_*`` environment variables (see ``noetl.server.settings.ENVIRONMENT``). Without a
+database URL the embedded PostgreSQL is started first and its location printed, so workers on the
+same machine can be pointed at it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import sys
+
+from noetl.errors import NoetlError
+from noetl.server.settings import ServerSettings
+
+
+def serve(settings: ServerSettings) -> None:
+    """Serve the API until the process is told to stop; NoetlError if it could not start."""
+    import uvicorn
+
+    from noetl.server.app import create_app, database_url
+    from noetl.store.db import redact
+
+    _configure_logging(settings.log_level)
+    if not settings.database_url:
+        url = asyncio.run(database_url(settings))
+        print(f"noetl: using the embedded PostgreSQL at {redact(url)}", file=sys.stderr, flush=True)
+        settings = dataclasses.replace(settings, database_url=url)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        lifespan="on",
+        timeout_graceful_shutdown=int(settings.shutdown_grace) + 1,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started:
+        raise NoetlError(f"the server did not start on {settings.host}:{settings.port}; see the log above")
+
+
+def _configure_logging(level: str) -> None:
+    logger = logging.getLogger("noetl")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(level.upper())
+
+
+def main() -> None:
+    try:
+        serve(ServerSettings.from_env(os.environ))
+    except NoetlError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

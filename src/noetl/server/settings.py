@@ -1,0 +1,92 @@
+"""The server's settings: one frozen object built at the entry point and passed down.
+
+Nothing below the entry point reads ``os.environ``: the CLI builds :class:`ServerSettings` from its
+flags (each names its environment variable), or :meth:`ServerSettings.from_env` reads the
+``NOETL_`` variables listed in :data:`ENVIRONMENT`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from noetl.errors import UsageError
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8082
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+
+# Setting name -> the environment variable that sets it.
+ENVIRONMENT = {
+    "host": "NOETL_SERVER_HOST",
+    "port": "NOETL_SERVER_PORT",
+    "database_url": "NOETL_DATABASE_URL",
+    "data_dir": "NOETL_DATA_DIR",
+    "encryption_key": "NOETL_ENCRYPTION_KEY",
+    "reaper_interval": "NOETL_REAPER_INTERVAL",
+    "poll_seconds": "NOETL_ORCHESTRATOR_POLL_SECONDS",
+    "pool_max_size": "NOETL_SERVER_POOL_SIZE",
+    "max_body_bytes": "NOETL_SERVER_MAX_BODY_BYTES",
+    "log_level": "NOETL_LOG_LEVEL",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """Everything the server process needs to know.
+
+    ``database_url`` None means the embedded PostgreSQL under ``data_dir`` (or the user's data
+    directory). ``encryption_key`` is the base64 of a 32-byte key for stored credentials; without
+    it the store's key file in the data directory is used. ``orchestrate`` and ``reap`` switch the
+    background tasks (a read-only API replica may run without them).
+    """
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    database_url: str | None = None
+    data_dir: Path | None = None
+    encryption_key: str | None = None
+    reaper_interval: float = 5.0
+    poll_seconds: float = 1.0
+    pool_min_size: int = 1
+    pool_max_size: int = 10
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    migrate: bool = True
+    orchestrate: bool = True
+    reap: bool = True
+    shutdown_grace: float = 5.0
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ServerSettings:
+        """Settings from ``NOETL_*`` variables in ``env``; unset ones keep their defaults."""
+        values: dict[str, object] = {}
+        for name, var in ENVIRONMENT.items():
+            raw = env.get(var)
+            if raw is None or raw == "":
+                continue
+            values[name] = _convert(name, var, raw)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _convert(name: str, var: str, raw: str) -> object:
+    parse = _PARSERS.get(name, str)
+    try:
+        return parse(raw)
+    except ValueError:
+        raise UsageError(f"{var} must be a number, got {raw!r}", field=var) from None
+
+
+def _path(raw: str) -> Path:
+    return Path(raw).expanduser()
+
+
+_PARSERS: dict[str, Callable[[str], object]] = {
+    "port": int,
+    "pool_max_size": int,
+    "max_body_bytes": int,
+    "reaper_interval": float,
+    "poll_seconds": float,
+    "data_dir": _path,
+}

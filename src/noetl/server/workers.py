@@ -1,0 +1,82 @@
+"""The worker registry over HTTP: register, heartbeat, deregister, list (REFERENCE §7).
+
+A worker that registers without an id gets one (``<name>-<random>``), which it sends with its
+heartbeats. Deregistration accepts the id in the body or as a query parameter, because some
+clients cannot send a body with DELETE.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from noetl.errors import UsageError
+from noetl.server import views
+from noetl.server.context import Server
+from noetl.server.problems import NotFound
+from noetl.store.db import Connection
+from noetl.store import workers
+
+router = APIRouter(prefix="/api/worker", tags=["workers"])
+
+
+class RegisterRequest(BaseModel):
+    worker_id: str | None = None
+    name: str = Field(min_length=1)
+    pools: list[str] = Field(default_factory=lambda: ["default"])
+    capacity: int = Field(default=1, ge=1)
+    hostname: str | None = None
+    pid: int | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+class WorkerRef(BaseModel):
+    worker_id: str = Field(min_length=1)
+
+
+class DeregisterRequest(BaseModel):
+    worker_id: str | None = None
+
+
+@router.post("/pool/register")
+async def register(body: RegisterRequest, server: Server) -> dict[str, Any]:
+    worker_id = body.worker_id or f"{body.name}-{secrets.token_hex(4)}"
+    async with server.pool.connection() as conn, conn.transaction():
+        await workers.register(
+            conn, worker_id, body.name, body.pools, body.capacity, body.hostname, body.pid, body.meta
+        )
+    return {"status": "registered", "worker_id": worker_id, "name": body.name, "pools": body.pools}
+
+
+@router.post("/pool/heartbeat")
+async def heartbeat(body: WorkerRef, server: Server) -> dict[str, str]:
+    async with server.pool.connection() as conn, conn.transaction():
+        await _ensure_known(conn, body.worker_id)
+        await workers.heartbeat(conn, body.worker_id)
+    return {"status": "ok", "worker_id": body.worker_id}
+
+
+@router.api_route("/pool/deregister", methods=["POST", "DELETE"])
+async def deregister(server: Server, body: DeregisterRequest | None = None, worker_id: str | None = None) -> dict[str, str]:
+    target = (body.worker_id if body is not None else None) or worker_id
+    if not target:
+        raise UsageError("give worker_id (in the body or as a query parameter)")
+    async with server.pool.connection() as conn, conn.transaction():
+        await _ensure_known(conn, target)
+        await workers.deregister(conn, target)
+    return {"status": "deregistered", "worker_id": target}
+
+
+@router.get("/pools")
+async def list_workers(server: Server) -> dict[str, list[dict[str, Any]]]:
+    async with server.pool.connection() as conn:
+        rows = await workers.list(conn)
+    return {"workers": [views.record(row) for row in rows]}
+
+
+async def _ensure_known(conn: Connection, worker_id: str) -> None:
+    if not any(row.get("worker_id") == worker_id for row in await workers.list(conn)):
+        raise NotFound(f"worker {worker_id} is not registered")

@@ -1,0 +1,134 @@
+"""Connections to PostgreSQL: single connections, pools, and LISTEN channels.
+
+Connections are in autocommit mode. Every store function is one statement, so a claim or a
+report costs one round trip; group several in ``async with conn.transaction():`` when they must
+commit together (the orchestrator's decision, ARCHITECTURE invariant 2). Notifications sent inside
+a transaction are delivered when it commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
+from types import TracebackType
+from typing import Any, TypeAlias
+
+import psycopg
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+from noetl.store.errors import translated
+
+Connection: TypeAlias = psycopg.AsyncConnection[Any]
+"""Any psycopg async connection; store functions choose their own row factory per cursor."""
+
+COMMANDS_CHANNEL = "noetl_commands"
+"""Payload: a pool name. Sent once per committed batch of commands that became ready in that pool."""
+RESULTS_CHANNEL = "noetl_results"
+"""Payload: an execution id. Sent when an execution needs an orchestration pass."""
+
+
+async def connect(url: str, *, autocommit: bool = True) -> Connection:
+    """One open connection (autocommit unless asked otherwise); the caller closes it."""
+    with translated(f"connecting to {redact(url)}"):
+        return await psycopg.AsyncConnection.connect(url, autocommit=autocommit)
+
+
+async def pool(
+    url: str, min_size: int = 1, max_size: int = 10, *, timeout: float = 30.0
+) -> AsyncConnectionPool[Connection]:
+    """An opened pool of autocommit connections; close it with ``await pool.close()``."""
+    opened: AsyncConnectionPool[Connection] = AsyncConnectionPool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        timeout=timeout,
+        kwargs={"autocommit": True},
+        open=False,
+        name="noetl",
+    )
+    try:
+        with translated(f"opening a pool to {redact(url)}"):
+            await opened.open(wait=True, timeout=timeout)
+    except BaseException:
+        await opened.close()
+        raise
+    return opened
+
+
+def listen(url: str, channels: Sequence[str]) -> Listener:
+    """Notifications on ``channels`` over a dedicated connection.
+
+    ``async with listen(url, [...]) as notes`` subscribes before the block runs (nothing sent after
+    that is missed); iterating ``async for channel, payload in notes`` subscribes on first use.
+    """
+    return Listener(url, channels)
+
+
+class Listener:
+    """A dedicated autocommit connection LISTENing on some channels; yields ``(channel, payload)``."""
+
+    def __init__(self, url: str, channels: Sequence[str]) -> None:
+        self.url = url
+        self.channels = tuple(channels)
+        self._conn: Connection | None = None
+
+    async def start(self) -> None:
+        """Connect and subscribe (idempotent)."""
+        if self._conn is not None:
+            return
+        conn = await connect(self.url)
+        with translated("subscribing to notifications"):
+            for channel in self.channels:
+                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+        self._conn = conn
+
+    async def wait(self, timeout: float) -> list[tuple[str, str]]:
+        """The notifications that arrive within ``timeout`` seconds: all pending ones, else the first
+        batch, else none (the polling fallback's tick)."""
+        await self.start()
+        assert self._conn is not None
+        received: list[tuple[str, str]] = []
+        with translated("waiting for notifications"):
+            async with aclosing(self._conn.notifies(timeout=timeout, stop_after=1)) as notes:
+                async for note in notes:
+                    received.append((note.channel, note.payload))
+        return received
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await conn.close()
+
+    async def __aenter__(self) -> Listener:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def __aiter__(self) -> AsyncIterator[tuple[str, str]]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[tuple[str, str]]:
+        await self.start()
+        assert self._conn is not None
+        with translated("waiting for notifications"):
+            async with aclosing(self._conn.notifies()) as notes:
+                async for note in notes:
+                    yield note.channel, note.payload
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    try:
+        parts = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "<unparseable database URL>"
+    if "password" in parts:
+        parts["password"] = "***"
+    return make_conninfo("", **parts)

@@ -1,0 +1,91 @@
+"""The store's errors, and the one place where psycopg errors become NoETL errors.
+
+Every public store function runs under :func:`translated`, so callers see only the NoETL tree::
+
+    NoetlError
+    └── StoreError            PostgreSQL refused an operation (bad data, constraint)   500
+        ├── StoreUnavailable  PostgreSQL cannot be reached or the connection broke     503
+        └── StoreConflict     a row with the same key already exists                   409
+
+The driver's exception stays attached as ``__cause__``; ``sqlstate`` carries its SQLSTATE code.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import ParamSpec, TypeVar
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from noetl.errors import NoetlError
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class StoreError(NoetlError):
+    """PostgreSQL refused an operation; ``sqlstate`` is its SQLSTATE code when it sent one."""
+
+    def __init__(self, message: str, *, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+    @property
+    def kind(self) -> str:
+        return "store"
+
+
+class StoreUnavailable(StoreError):
+    """PostgreSQL cannot be reached, or the connection broke mid-operation; retry later."""
+
+    http_status = 503
+
+    @property
+    def kind(self) -> str:
+        return "store_unavailable"
+
+
+class StoreConflict(StoreError):
+    """A row with the same key already exists (a unique constraint refused the write)."""
+
+    http_status = 409
+
+    @property
+    def kind(self) -> str:
+        return "conflict"
+
+
+def from_driver(exc: psycopg.Error, doing: str) -> StoreError:
+    """The NoETL error for a psycopg error raised while ``doing`` something (a short verb phrase)."""
+    sqlstate = exc.sqlstate
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    message = f"{doing}: {detail}"
+    if isinstance(exc, pg_errors.UniqueViolation):
+        return StoreConflict(message, sqlstate=sqlstate)
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        return StoreUnavailable(f"PostgreSQL unavailable while {message}", sqlstate=sqlstate)
+    return StoreError(message, sqlstate=sqlstate)
+
+
+@contextmanager
+def translated(doing: str) -> Iterator[None]:
+    """Turn psycopg errors raised inside the block into :class:`StoreError` s (usable around awaits)."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise from_driver(exc, doing) from exc
+
+
+def wrap(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """Decorate a store coroutine so driver errors leave it as :class:`StoreError` s."""
+    doing = f"{fn.__module__.rsplit('.', 1)[-1]}.{fn.__name__}"
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        with translated(doing):
+            return await fn(*args, **kwargs)
+
+    return wrapper

@@ -1,0 +1,147 @@
+"""Executions: one row per run of a playbook, a projection of its event log.
+
+The orchestrator creates the row with the run's first events, locks it (``lock``) for each pass,
+and moves ``status`` and ``last_event_id`` forward in the same transaction as the events it
+appends. ``request_cancel`` only flags the row and wakes the orchestrator, which does the
+cancelling in its next pass.
+"""
+
+from __future__ import annotations
+
+import builtins
+import enum
+from collections.abc import Sequence
+from typing import Any, Final
+
+from psycopg.rows import class_row, tuple_row
+
+from noetl.dsl.model import JSON
+from noetl.store import jsonb, queries
+from noetl.store.db import Connection
+from noetl.store.errors import wrap
+from noetl.store.ports import ExecutionRow
+
+Q = queries.load("executions")
+
+
+class Unset(enum.Enum):
+    """Marks an ``update`` argument left out: the column keeps its value."""
+
+    UNSET = "unset"
+
+
+UNSET: Final = Unset.UNSET
+
+
+@wrap
+async def create(
+    conn: Connection,
+    execution_id: int,
+    catalog_id: int | None,
+    path: str,
+    payload: dict[str, Any] | None,
+    parent_execution_id: int | None = None,
+) -> None:
+    """Insert a RUNNING execution with no events yet (``last_event_id`` 0)."""
+    params = {
+        "execution_id": execution_id,
+        "catalog_id": catalog_id,
+        "path": path,
+        "parent_execution_id": parent_execution_id,
+        "payload": jsonb.param(payload) if payload is not None else None,
+    }
+    await conn.execute(Q["create"], params)
+
+
+@wrap
+async def get(conn: Connection, execution_id: int) -> ExecutionRow | None:
+    async with conn.cursor(row_factory=class_row(ExecutionRow)) as cur:
+        await cur.execute(Q["get"], {"execution_id": execution_id}, prepare=True)
+        return await cur.fetchone()
+
+
+@wrap
+async def list(
+    conn: Connection,
+    status: str | None = None,
+    path: str | None = None,
+    parent: int | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    *,
+    catalog_id: int | None = None,
+) -> builtins.list[ExecutionRow]:
+    """Executions newest first, optionally filtered by status, path, parent or catalog entry."""
+    params = {
+        "status": status,
+        "path": path,
+        "parent": parent,
+        "catalog_id": catalog_id,
+        "limit": limit,
+        "offset": offset,
+    }
+    async with conn.cursor(row_factory=class_row(ExecutionRow)) as cur:
+        await cur.execute(Q["list"], params)
+        return await cur.fetchall()
+
+
+@wrap
+async def lock(conn: Connection, execution_ids: Sequence[int]) -> builtins.list[ExecutionRow]:
+    """Lock the RUNNING executions among ``execution_ids`` that no other transaction holds, until the
+    caller's transaction ends (inside ``conn.transaction()``: in autocommit the lock ends at once)."""
+    if not execution_ids:
+        return []
+    async with conn.cursor(row_factory=class_row(ExecutionRow)) as cur:
+        await cur.execute(Q["lock"], {"execution_ids": builtins.list(execution_ids)}, prepare=True)
+        return await cur.fetchall()
+
+
+@wrap
+async def update(
+    conn: Connection,
+    execution_id: int,
+    *,
+    status: str,
+    last_event_id: int,
+    result: JSON | Unset = UNSET,
+    error: dict[str, JSON] | None | Unset = UNSET,
+) -> bool:
+    """Move the projection forward; ``completed_at`` is set when ``status`` leaves RUNNING.
+    ``result`` and ``error`` change only when given. False if there is no such execution."""
+    params = {
+        "execution_id": execution_id,
+        "status": status,
+        "last_event_id": last_event_id,
+        "set_result": result is not UNSET,
+        "result": None if isinstance(result, Unset) else jsonb.param(result),
+        "set_error": error is not UNSET,
+        "error": None if isinstance(error, Unset) or error is None else jsonb.param(error),
+    }
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute(Q["update"], params, prepare=True)
+        return cur.rowcount == 1
+
+
+@wrap
+async def request_cancel(conn: Connection, execution_id: int, reason: str) -> bool:
+    """Flag a RUNNING execution for cancellation and notify ``noetl_results``; False if it is not
+    running. The first reason given is kept."""
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute(Q["request_cancel"], {"execution_id": execution_id, "reason": reason})
+        return cur.rowcount == 1
+
+
+@wrap
+async def children(conn: Connection, execution_id: int, *, recursive: bool = False) -> builtins.list[int]:
+    """Ids of the sub-playbook executions started by this one (all generations when ``recursive``)."""
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute(Q["descendants" if recursive else "children"], {"execution_id": execution_id})
+        return [row[0] for row in await cur.fetchall()]
+
+
+@wrap
+async def with_pending_work(conn: Connection, limit: int = 100) -> builtins.list[int]:
+    """RUNNING executions with reported outcomes not yet recorded or a cancellation requested."""
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute(Q["with_pending_work"], {"limit": limit})
+        return [row[0] for row in await cur.fetchall()]

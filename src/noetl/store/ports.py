@@ -1,0 +1,130 @@
+"""The store's ports: what the server, the orchestrator and workers need from PostgreSQL.
+
+These Protocols are the contract between the layers above and ``noetl.store.pg`` (the
+PostgreSQL adapter). All methods are async and take an open connection or run their own short
+transaction as documented. Ids: execution and catalog ids are 64-bit integers (strings in JSON);
+command ids are the engine's ``"<execution_id>:<n>"`` strings; event ids are per-execution
+sequence numbers (1, 2, 3, ...) assigned when the orchestrator appends them.
+
+Queue states of a command: ``ready`` -> ``leased`` -> ``done`` | ``failed`` (the worker reported)
+-> recorded by the orchestrator; ``cancelled`` when the execution is cancelled. A lease that
+expires sends the command back to ``ready`` with ``attempt + 1``, or to ``failed`` after
+``max_attempts``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, NamedTuple, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogEntry:
+    catalog_id: int
+    path: str
+    version: int
+    kind: str
+    content: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionRow:
+    execution_id: int
+    catalog_id: int | None
+    path: str
+    status: str
+    parent_execution_id: int | None = None
+    payload: dict[str, Any] | None = None
+    result: Any = None
+    error: dict[str, Any] | None = None
+    last_event_id: int = 0
+    cancel_requested: bool = False
+    cancel_reason: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A command a worker claimed: everything it needs to run it."""
+
+    command_id: str
+    execution_id: int
+    catalog_id: int | None
+    step: str
+    index: int | None
+    attempt: int
+    context: dict[str, Any]
+    pool: str
+    priority: int
+    max_attempts: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class NewCommand:
+    command_id: str
+    execution_id: int
+    catalog_id: int | None
+    step: str
+    index: int | None
+    context: dict[str, Any]
+    pool: str = "default"
+    priority: int = 0
+    max_attempts: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A worker's result for one leased command: the events it produced, in ``Event.to_dict`` form."""
+
+    worker_id: str
+    command_id: str
+    attempt: int
+    ok: bool
+    events: list[dict[str, Any]]
+
+
+class PendingResult(NamedTuple):
+    """A reported outcome the orchestrator has not recorded yet (``status`` is done or failed)."""
+
+    command_id: str
+    status: str
+    outcome: list[dict[str, Any]]
+
+
+class Catalog(Protocol):
+    async def register(
+        self, path: str, content: str, kind: str = "Playbook", meta: dict[str, Any] | None = None
+    ) -> CatalogEntry: ...
+    async def get(
+        self, *, catalog_id: int | None = None, path: str | None = None, version: int | None = None
+    ) -> CatalogEntry | None: ...
+    async def list(self, *, kind: str | None = None, path: str | None = None) -> list[CatalogEntry]: ...
+
+
+class Queue(Protocol):
+    async def claim(
+        self, worker_id: str, pools: Sequence[str], limit: int, lease_seconds: float
+    ) -> list[Lease]: ...
+    async def heartbeat(self, worker_id: str, command_ids: Sequence[str], lease_seconds: float) -> set[str]:
+        """Extend the leases; return the ids whose command was cancelled or lost (stop those)."""
+        ...
+
+    async def report(
+        self, worker_id: str, command_id: str, attempt: int, ok: bool, events: list[dict[str, Any]]
+    ) -> bool:
+        """Record a finished command in one transaction and notify; False if the lease was lost."""
+        ...
+
+    async def release(self, worker_id: str, command_ids: Sequence[str]) -> None:
+        """Give leased commands back (graceful shutdown): ready again, same attempt count."""
+        ...
+
+    async def reap(self) -> int:
+        """Expired leases back to ready (attempt + 1) or failed after max_attempts; returns the count."""
+        ...

@@ -1,0 +1,150 @@
+-- The command queue. Every statement here is one round trip and commits atomically on its own;
+-- notifications ride in the same statement, so they go out exactly when the change commits
+-- (PostgreSQL folds identical notifications of one transaction into one).
+
+-- name: insert
+WITH inserted AS (
+    INSERT INTO noetl.command
+        (command_id, execution_id, catalog_id, step, idx, pool, priority, max_attempts, context)
+    SELECT c.command_id, c.execution_id, c.catalog_id, c.step, c.idx, c.pool, c.priority, c.max_attempts, c.context
+    FROM unnest(%(command_ids)s::text[], %(execution_ids)s::bigint[], %(catalog_ids)s::bigint[],
+                %(steps)s::text[], %(idx)s::integer[], %(pools)s::text[], %(priorities)s::integer[],
+                %(max_attempts)s::integer[], %(contexts)s::jsonb[])
+        WITH ORDINALITY AS c(command_id, execution_id, catalog_id, step, idx, pool, priority, max_attempts,
+                             context, n)
+    ORDER BY c.n
+    RETURNING pool
+)
+SELECT pg_notify('noetl_commands', pool) FROM (SELECT DISTINCT pool FROM inserted) AS p
+
+-- name: claim
+-- The oldest highest-priority ready commands of the worker's pools; rows another claimer holds are
+-- skipped, not waited for. claim_idx serves the inner SELECT.
+WITH claimed AS (
+    UPDATE noetl.command AS c
+    SET status = 'leased', worker_id = %(worker_id)s, attempt = c.attempt + 1,
+        lease_until = now() + make_interval(secs => %(lease_seconds)s), updated_at = now()
+    FROM (
+        SELECT command_id FROM noetl.command
+        WHERE status = 'ready' AND pool = ANY(%(pools)s::text[]) AND available_at <= now()
+        ORDER BY priority DESC, seq
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ) AS picked
+    WHERE c.command_id = picked.command_id
+    RETURNING c.command_id, c.execution_id, c.catalog_id, c.step, c.idx, c.attempt, c.context, c.pool,
+              c.priority, c.max_attempts, c.seq
+)
+SELECT command_id, execution_id, catalog_id, step, idx AS "index", attempt, context, pool, priority, max_attempts
+FROM claimed ORDER BY priority DESC, seq
+
+-- name: heartbeat
+-- Extends the leases the worker still holds; returns the ids it no longer holds.
+WITH extended AS (
+    UPDATE noetl.command
+    SET lease_until = now() + make_interval(secs => %(lease_seconds)s)
+    WHERE command_id = ANY(%(command_ids)s::text[]) AND status = 'leased' AND worker_id = %(worker_id)s
+    RETURNING command_id
+)
+SELECT id FROM unnest(%(command_ids)s::text[]) AS id
+WHERE id NOT IN (SELECT command_id FROM extended)
+
+-- name: report
+-- Only the holder of the current lease (same worker, same attempt) can complete a command.
+WITH reported AS (
+    UPDATE noetl.command
+    SET status = CASE WHEN %(ok)s::boolean THEN 'done' ELSE 'failed' END, outcome = %(outcome)s,
+        lease_until = NULL, updated_at = now()
+    WHERE command_id = %(command_id)s AND status = 'leased' AND worker_id = %(worker_id)s
+      AND attempt = %(attempt)s
+    RETURNING execution_id
+)
+SELECT pg_notify('noetl_results', execution_id::text) FROM reported
+
+-- name: report_many
+WITH reported AS (
+    UPDATE noetl.command AS c
+    SET status = CASE WHEN r.ok THEN 'done' ELSE 'failed' END, outcome = r.outcome,
+        lease_until = NULL, updated_at = now()
+    FROM unnest(%(worker_ids)s::text[], %(command_ids)s::text[], %(attempts)s::integer[],
+                %(oks)s::boolean[], %(outcomes)s::jsonb[]) AS r(worker_id, command_id, attempt, ok, outcome)
+    WHERE c.command_id = r.command_id AND c.status = 'leased' AND c.worker_id = r.worker_id
+      AND c.attempt = r.attempt
+    RETURNING c.command_id, c.execution_id
+)
+SELECT command_id, pg_notify('noetl_results', execution_id::text) FROM reported
+
+-- name: release
+-- A graceful give-back: ready again, and the attempt it used is returned.
+WITH released AS (
+    UPDATE noetl.command
+    SET status = 'ready', worker_id = NULL, lease_until = NULL, attempt = greatest(attempt - 1, 0),
+        updated_at = now()
+    WHERE command_id = ANY(%(command_ids)s::text[]) AND status = 'leased' AND worker_id = %(worker_id)s
+    RETURNING command_id, pool
+)
+SELECT command_id, pg_notify('noetl_commands', pool) FROM released
+
+-- name: reap
+-- Expired leases: back to ready while attempts remain, else failed with a command.failed outcome
+-- the orchestrator records like any reported one. SKIP LOCKED keeps a racing report or a second
+-- reaper out of the same rows; the report then finds the lease gone and is dropped.
+WITH expired AS (
+    SELECT command_id FROM noetl.command
+    WHERE status = 'leased' AND lease_until < now()
+    ORDER BY lease_until
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), retried AS (
+    UPDATE noetl.command AS c
+    SET status = 'ready', worker_id = NULL, lease_until = NULL, updated_at = now()
+    FROM expired AS e
+    WHERE c.command_id = e.command_id AND c.attempt < c.max_attempts
+    RETURNING c.command_id, c.pool
+), failed AS (
+    UPDATE noetl.command AS c
+    SET status = 'failed', lease_until = NULL, updated_at = now(),
+        outcome = jsonb_build_array(jsonb_build_object(
+            'event_type', 'command.failed',
+            'step', c.step,
+            'command_id', c.command_id,
+            'timestamp', extract(epoch FROM now())::float8,
+            'data', jsonb_build_object(
+                'index', c.idx,
+                'error', jsonb_build_object(
+                    'kind', 'lease_expired',
+                    'message', format('lease expired after %%s attempts (worker %%s)', c.attempt, c.worker_id),
+                    'retryable', false)))))
+    FROM expired AS e
+    WHERE c.command_id = e.command_id AND c.attempt >= c.max_attempts
+    RETURNING c.command_id, c.execution_id
+)
+SELECT command_id, pg_notify('noetl_commands', pool) FROM retried
+UNION ALL
+SELECT command_id, pg_notify('noetl_results', execution_id::text) FROM failed
+
+-- name: pending_results
+SELECT command_id, status, outcome FROM noetl.command
+WHERE execution_id = %(execution_id)s AND status IN ('done', 'failed') AND NOT recorded
+ORDER BY updated_at, seq
+
+-- name: pending_results_many
+SELECT execution_id, command_id, status, outcome FROM noetl.command
+WHERE execution_id = ANY(%(execution_ids)s::bigint[]) AND status IN ('done', 'failed') AND NOT recorded
+ORDER BY execution_id, updated_at, seq
+
+-- name: mark_recorded
+UPDATE noetl.command SET recorded = true
+WHERE command_id = ANY(%(command_ids)s::text[]) AND status IN ('done', 'failed') AND NOT recorded
+
+-- name: cancel
+WITH cancelled AS (
+    UPDATE noetl.command
+    SET status = 'cancelled', lease_until = NULL, updated_at = now()
+    WHERE execution_id = %(execution_id)s AND status IN ('ready', 'leased')
+    RETURNING command_id, seq
+)
+SELECT command_id FROM cancelled ORDER BY seq
+
+-- name: depth
+SELECT pool, count(*) FROM noetl.command WHERE status = 'ready' GROUP BY pool ORDER BY pool

@@ -1,0 +1,153 @@
+"""Running one leased command: its playbook, the task runner, and the events to report.
+
+The same path as the local runtime (``noetl.runtime.runner.run_command`` and
+``noetl.runtime.report.outcome_events``), so a step gives the same outcome on both runtimes.
+Problems of the infrastructure - a catalog entry that is missing or no longer parses, a context
+that cannot be decoded - become a failed outcome with a clear error, never a crash of the worker.
+Only cancellation propagates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from noetl.dsl.model import JSON
+from noetl.engine import context as rctx
+from noetl.engine import events as ev
+from noetl.errors import NoetlError
+from noetl.runtime.credentials import CredentialStore
+from noetl.runtime.report import outcome_events
+from noetl.runtime.runner import Outcome, run_command
+from noetl.store.ports import Lease
+from noetl.tools.base import ChildRunner, Services
+from noetl.worker.playbooks import Playbooks
+
+log = logging.getLogger("noetl.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A command that ran, as the queue records it: ``ok`` and its events (dicts without ids)."""
+
+    lease: Lease
+    ok: bool
+    events: list[dict[str, Any]]
+
+
+def log_fields(lease: Lease) -> dict[str, object]:
+    """The structured fields every log line about a command carries (``extra=``)."""
+    return {
+        "execution_id": str(lease.execution_id),
+        "step": lease.step,
+        "command_id": lease.command_id,
+        "attempt": lease.attempt,
+    }
+
+
+class CommandRunner:
+    """Runs leases with shared services (python pool, http clients) and a credential store."""
+
+    def __init__(
+        self,
+        playbooks: Playbooks,
+        credentials: CredentialStore,
+        *,
+        python_pool: object,
+        extras: dict[str, Any],
+        run_child: Callable[..., Any] | None,
+    ) -> None:
+        self._playbooks = playbooks
+        self._credentials = credentials
+        self._python_pool = python_pool
+        self._extras = extras
+        self._run_child = run_child
+
+    async def run(self, lease: Lease) -> Finished:
+        started = time.perf_counter()
+        outcome = await self._outcome(lease)
+        _log_done(lease, outcome, (time.perf_counter() - started) * 1000)
+        return report_of(lease, outcome)
+
+    async def _outcome(self, lease: Lease) -> Outcome:
+        try:
+            playbook = await self._playbooks.get(lease.catalog_id)
+            context = rctx.from_wire(dict(lease.context))
+            return await run_command(
+                playbook,
+                lease.step,
+                context,
+                execution_id=str(lease.execution_id),
+                services=self._services(lease),
+                credentials=self._credentials,
+            )
+        except asyncio.CancelledError:
+            raise
+        except NoetlError as exc:
+            return failure(exc.kind, exc.message)
+        except Exception as exc:  # a bug of ours must fail this command, not the worker
+            log.exception("command crashed the task runner", extra=log_fields(lease))
+            return failure("internal", f"worker failed to run the command: {type(exc).__name__}: {exc}")
+
+    def _services(self, lease: Lease) -> Services:
+        run_child: ChildRunner | None = None
+        if self._run_child is not None:
+            run_child = partial(self._run_child, parent_execution_id=lease.execution_id)
+        return Services(python_pool=self._python_pool, run_child=run_child, extras=self._extras)
+
+
+def report_of(lease: Lease, outcome: Outcome) -> Finished:
+    """The events of ``outcome`` (``call.*``, ``step.exit``, ``command.*``) as the queue stores them."""
+    command = ev.Command(
+        lease.command_id, str(lease.execution_id), lease.step, {}, lease.index, lease.attempt
+    )
+    events = [_wire(event) for event in outcome_events(command, outcome, time.time())]
+    return Finished(lease, outcome.status == "ok", events)
+
+
+def failure(kind: str, message: str) -> Outcome:
+    """The outcome of a command that could not run (or whose outcome could not be stored)."""
+    error: dict[str, JSON] = {"kind": kind, "message": message, "retryable": False}
+    return Outcome("error", None, error, {}, 0, 0.0)
+
+
+def _wire(event: ev.Event) -> dict[str, Any]:
+    """``Event.to_dict`` without the ids the log assigns (event id, execution id)."""
+    return {
+        "event_type": event.name,
+        "step": event.step,
+        "command_id": event.command_id,
+        "data": dict(event.data),
+        "timestamp": event.at,
+    }
+
+
+def _log_done(lease: Lease, outcome: Outcome, ms: float) -> None:
+    fields = {**log_fields(lease), "status": outcome.status, "duration_ms": round(ms, 3)}
+    if outcome.status == "ok":
+        log.info(
+            "command done execution_id=%s step=%s command_id=%s attempt=%d status=ok duration_ms=%.1f",
+            lease.execution_id,
+            lease.step,
+            lease.command_id,
+            lease.attempt,
+            ms,
+            extra=fields,
+        )
+        return
+    error = outcome.error or {}
+    log.warning(
+        "command failed execution_id=%s step=%s command_id=%s attempt=%d error_kind=%s error=%s",
+        lease.execution_id,
+        lease.step,
+        lease.command_id,
+        lease.attempt,
+        error.get("kind"),
+        error.get("message"),
+        extra=fields,
+    )

@@ -1,0 +1,87 @@
+"""Credentials for tasks, from the encrypted ``credential`` table (the runtime's CredentialStore).
+
+The task runner asks for a credential by name when a task says ``auth: <name>`` or a keychain
+entry points at one; :class:`StoreCredentials` reads the row, decrypts it with the key from the
+worker's settings and returns ``{"type", "data"}``. Each command resolves a credential once (the
+runner caches it and masks its secrets in everything it reports); the worker does not cache across
+commands, so an updated credential takes effect at the next command.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from noetl.errors import CredentialError, UsageError
+from noetl.runtime.credentials import Credential
+from noetl.worker.database import Database
+from noetl.worker.settings import WorkerSettings
+
+if TYPE_CHECKING:
+    from noetl.store.crypto import Cipher
+
+KEY_BYTES = 32
+
+
+def cipher_from(settings: WorkerSettings) -> Cipher | None:
+    """The cipher for the configured key (base64 text, or a key file); None when none is configured."""
+    key = _key(settings)
+    if key is None:
+        return None
+    from noetl.store.crypto import Cipher
+
+    return Cipher(key)
+
+
+def _key(settings: WorkerSettings) -> bytes | None:
+    if settings.encryption_key_b64:
+        return _decode(settings.encryption_key_b64, "NOETL_ENCRYPTION_KEY")
+    if settings.encryption_key_file:
+        path = Path(settings.encryption_key_file)
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read the encryption key file {path}: {exc.strerror}") from None
+        return raw if len(raw) == KEY_BYTES else _decode(raw.decode("ascii", "replace").strip(), str(path))
+    return None
+
+
+def _decode(text: str, where: str) -> bytes:
+    try:
+        key = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise UsageError(f"the encryption key in {where} is not valid base64") from None
+    if len(key) != KEY_BYTES:
+        raise UsageError(f"the encryption key in {where} must be {KEY_BYTES} bytes, got {len(key)}")
+    return key
+
+
+class StoreCredentials:
+    """``await store.get(name)`` -> ``{"type", "data"}`` decrypted from the credential table."""
+
+    def __init__(self, database: Database, cipher: Cipher | None) -> None:
+        self._database = database
+        self._cipher = cipher
+
+    async def get(self, name: str) -> Credential:
+        from noetl.store import credentials
+
+        if self._cipher is None:
+            raise CredentialError(
+                f"credential '{name}' is needed but the worker has no encryption key; "
+                "set NOETL_ENCRYPTION_KEY or NOETL_ENCRYPTION_KEY_FILE"
+            )
+        cipher = self._cipher
+
+        async def read(conn: Any) -> dict[str, Any] | None:
+            return await credentials.get(conn, name, include_data=True, cipher=cipher)
+
+        row = await self._database.run(f"reading credential '{name}'", read)
+        if row is None:
+            raise CredentialError(f"credential '{name}' not found in the credential store")
+        data = row.get("data")
+        if not isinstance(data, dict):
+            raise CredentialError(f"credential '{name}' has no data (a map) in the credential store")
+        return {"type": str(row.get("type") or "generic"), "data": data}

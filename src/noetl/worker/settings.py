@@ -1,0 +1,125 @@
+"""The worker's settings: one frozen object built at the edge (CLI or environment) and passed down.
+
+Every field has an environment variable (``NOETL_`` prefix, see :data:`ENVIRONMENT`) read by
+:meth:`WorkerSettings.from_env`; nothing deeper in the worker reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Final
+
+from noetl.errors import UsageError
+
+ENVIRONMENT: Final = {
+    "database_url": "NOETL_DATABASE_URL",
+    "pools": "NOETL_WORKER_POOLS",
+    "concurrency": "NOETL_WORKER_CONCURRENCY",
+    "lease_seconds": "NOETL_WORKER_LEASE_SECONDS",
+    "heartbeat_seconds": "NOETL_WORKER_HEARTBEAT_SECONDS",
+    "poll_seconds": "NOETL_WORKER_POLL_SECONDS",
+    "grace_seconds": "NOETL_WORKER_GRACE_SECONDS",
+    "worker_id": "NOETL_WORKER_ID",
+    "name": "NOETL_WORKER_NAME",
+    "python_workers": "NOETL_WORKER_PYTHON_WORKERS",
+    "encryption_key_b64": "NOETL_ENCRYPTION_KEY",
+    "encryption_key_file": "NOETL_ENCRYPTION_KEY_FILE",
+}
+"""Field name -> environment variable read by :meth:`WorkerSettings.from_env`."""
+
+
+def default_worker_id() -> str:
+    """``<hostname>-<pid>-<random>``: unique per process, readable in the runtime table."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """How one worker process connects, what it claims, and how it paces leases and shutdown."""
+
+    database_url: str
+    pools: tuple[str, ...] = ("default",)
+    concurrency: int = 16
+    """Commands run at the same time (slots); claims never exceed the free slots."""
+    lease_seconds: float = 60.0
+    heartbeat_seconds: float | None = None
+    """Lease extension period; ``None`` means a third of ``lease_seconds``."""
+    poll_seconds: float = 1.0
+    """Claim again after this long without a notification (the LISTEN fallback)."""
+    grace_seconds: float = 30.0
+    """On stop: how long in-flight commands may finish before they are cancelled and released."""
+    worker_id: str = field(default_factory=default_worker_id)
+    name: str = ""
+    """Shown in the runtime table; defaults to ``worker@<hostname>``."""
+    python_workers: int | None = None
+    """Size of the python tool's process pool (default: the number of CPUs)."""
+    encryption_key_b64: str | None = None
+    """Base64 of the 32-byte key that decrypts stored credentials."""
+    encryption_key_file: str | None = None
+    """A file holding that key (raw 32 bytes or base64), when ``encryption_key_b64`` is not given."""
+
+    def __post_init__(self) -> None:
+        if not self.database_url:
+            raise UsageError("the worker needs a database URL: pass --database-url or set NOETL_DATABASE_URL")
+        if isinstance(self.pools, str):  # a single name passed where a sequence was meant
+            object.__setattr__(self, "pools", (self.pools,))
+        object.__setattr__(self, "pools", tuple(p for p in self.pools if p))
+        if not self.pools:
+            raise UsageError("the worker needs at least one pool name (--pool / NOETL_WORKER_POOLS)")
+        _positive("concurrency", self.concurrency)
+        _positive("lease_seconds", self.lease_seconds)
+        _positive("poll_seconds", self.poll_seconds)
+        if self.grace_seconds < 0:
+            raise UsageError(f"grace_seconds must be 0 or more, got {self.grace_seconds}")
+        if self.python_workers is not None:
+            _positive("python_workers", self.python_workers)
+        if self.heartbeat_seconds is not None:
+            _positive("heartbeat_seconds", self.heartbeat_seconds)
+            if self.heartbeat_seconds >= self.lease_seconds:
+                raise UsageError(
+                    f"heartbeat_seconds ({self.heartbeat_seconds:g}) must be shorter than "
+                    f"lease_seconds ({self.lease_seconds:g}), or leases expire between heartbeats"
+                )
+        if not self.name:
+            object.__setattr__(self, "name", f"worker@{socket.gethostname()}")
+
+    @property
+    def heartbeat_interval(self) -> float:
+        """Seconds between heartbeats: the setting, or a third of the lease."""
+        return self.heartbeat_seconds if self.heartbeat_seconds is not None else self.lease_seconds / 3
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], **overrides: object) -> WorkerSettings:
+        """Settings from environment variables (:data:`ENVIRONMENT`); ``overrides`` (not None) win."""
+        values: dict[str, object] = {}
+        types = {f.name: f.type for f in fields(cls)}
+        for name, variable in ENVIRONMENT.items():
+            raw = env.get(variable)
+            if raw not in (None, ""):
+                values[name] = _convert(name, str(types[name]), raw, variable)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        values.setdefault("database_url", "")
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _positive(name: str, value: float) -> None:
+    if value <= 0:
+        raise UsageError(f"{name} must be more than 0, got {value}")
+
+
+def _convert(name: str, annotation: str, raw: str, variable: str) -> object:
+    """The text of an environment variable as the field's type; UsageError naming the variable."""
+    try:
+        if name == "pools":
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        if annotation.startswith("int"):
+            return int(raw)
+        if annotation.startswith("float"):
+            return float(raw)
+    except ValueError:
+        raise UsageError(f"{variable}={raw!r} is not a valid {annotation.split(' ')[0]}") from None
+    return raw

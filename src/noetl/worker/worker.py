@@ -1,0 +1,391 @@
+"""The worker process: lease commands from the PostgreSQL queue, run them, report their outcomes.
+
+A worker is stateless and pull-based; it shares nothing with other workers but the database, and
+has no inbound port. Its life:
+
+1. **Register** in the runtime table (name, pools, capacity, host, pid).
+2. **Claim** up to the number of free slots in one statement (``commands.claim``), whenever a
+   ``noetl_commands`` notification for one of its pools arrives, a slot frees up, or
+   ``poll_seconds`` pass without either (the fallback for missed notifications and for commands
+   whose ``available_at`` lies ahead). A slot is taken from claim until the report lands, so the
+   queue never shows more leases for this worker than its concurrency.
+3. **Run** each lease as an asyncio task (:class:`~noetl.worker.command.CommandRunner`) and hand
+   the outcome to the :class:`~noetl.worker.reporter.Reporter`, which records it in the queue.
+4. **Heartbeat** every ``heartbeat_seconds``: extend the leases held, and stop the local task of any
+   command the queue no longer leases to this worker (its execution was cancelled, or the lease
+   expired and was reaped) - without reporting it.
+5. **Stop** when ``stop`` is set (SIGTERM/SIGINT in :func:`main`): claim nothing more, let running
+   commands finish for up to ``grace_seconds``, cancel the rest and release them to the queue (a
+   release costs no attempt), send the last reports, deregister, close the pools.
+
+Lost database connections are retried with capped exponential backoff
+(:mod:`noetl.worker.database`); an outcome not yet reported stays pending and is sent after the
+reconnect. Log lines carry ``execution_id``, ``step`` and ``command_id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Final
+
+from noetl.errors import NoetlError
+from noetl.store.ports import Lease
+from noetl.worker.children import Children
+from noetl.worker.command import CommandRunner, failure, log_fields, report_of
+from noetl.worker.credentials import StoreCredentials, cipher_from
+from noetl.worker.database import Database, DatabaseUnavailable
+from noetl.worker.playbooks import Playbooks
+from noetl.worker.reporter import Reporter
+from noetl.worker.settings import WorkerSettings
+
+log = logging.getLogger("noetl.worker")
+
+CLOSING_SECONDS: Final = 5.0
+"""After the grace period: how long releasing, the last reports and deregistering may take."""
+
+
+@dataclass(slots=True)
+class _Slot:
+    """One lease this worker holds, from claim until its report lands (or it is lost or released)."""
+
+    lease: Lease
+    task: asyncio.Task[None] | None = None
+    lost: bool = False
+
+
+class Worker:
+    """One worker process's loop; see the module docstring. ``await Worker(settings).run(stop)``."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        from noetl.tools.pypool import PythonPool
+
+        self.settings = settings
+        self.database = Database(settings.database_url, max_size=min(settings.concurrency, 8) + 2)
+        self.slots: dict[str, _Slot] = {}
+        self.reporter = Reporter(self.database, settings.worker_id, self._settled)
+        self.python_pool = PythonPool(size=settings.python_workers)
+        self.extras: dict[str, Any] = {}
+        self.runner = CommandRunner(
+            Playbooks(self.database),
+            StoreCredentials(self.database, cipher_from(settings)),
+            python_pool=self.python_pool,
+            extras=self.extras,
+            run_child=Children(self.database).run,
+        )
+        self._wake = asyncio.Event()
+        self._registered = False
+
+    @property
+    def worker_id(self) -> str:
+        return self.settings.worker_id
+
+    async def run(self, stop: asyncio.Event, hurry: asyncio.Event | None = None) -> None:
+        """Work until ``stop`` is set, then shut down gracefully (``hurry`` cuts the grace period short)."""
+        background: list[asyncio.Task[None]] = []
+        try:
+            await self.database.open(give_up=stop)
+            await self._register(stop)
+            background = [
+                asyncio.create_task(self._listen(stop)),
+                asyncio.create_task(self._heartbeats()),
+                asyncio.create_task(self.reporter.run()),
+                asyncio.create_task(self._wake_on(stop)),
+            ]
+            await self._claim_until(stop)
+            await self._drain(hurry or asyncio.Event())
+        except DatabaseUnavailable as exc:
+            log.warning("worker %s stopping before the database answered: %s", self.worker_id, exc)
+        finally:
+            await self._cancel(background)
+            await self._close()
+
+    # ---- registration ------------------------------------------------------------------------------
+
+    async def _register(self, stop: asyncio.Event) -> None:
+        from noetl.store import workers
+
+        settings = self.settings
+        meta = {"lease_seconds": settings.lease_seconds, "heartbeat_seconds": settings.heartbeat_interval}
+
+        async def register(conn: Any) -> None:
+            await workers.register(
+                conn,
+                settings.worker_id,
+                settings.name,
+                list(settings.pools),
+                settings.concurrency,
+                socket.gethostname(),
+                os.getpid(),
+                meta,
+            )
+
+        await self.database.run("registering the worker", register, give_up=stop)
+        self._registered = True
+        log.info(
+            "worker %s started: pools=%s concurrency=%d lease=%gs",
+            self.worker_id,
+            ",".join(settings.pools),
+            settings.concurrency,
+            settings.lease_seconds,
+            extra={"worker_id": self.worker_id},
+        )
+
+    # ---- claiming ----------------------------------------------------------------------------------
+
+    async def _claim_until(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self._wake.clear()
+            free = self.settings.concurrency - len(self.slots)
+            if free > 0:
+                try:
+                    leases = await self.database.run(
+                        "claiming commands", partial(self._claim, limit=free), give_up=stop
+                    )
+                except DatabaseUnavailable:
+                    return
+                except Exception:
+                    log.exception("claiming commands failed; retrying after the poll interval")
+                    leases = []
+                for lease in leases:
+                    self._start(lease)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.poll_seconds)
+
+    async def _claim(self, conn: Any, *, limit: int) -> list[Lease]:
+        from noetl.store import commands
+
+        settings = self.settings
+        return await commands.claim(conn, self.worker_id, list(settings.pools), limit, settings.lease_seconds)
+
+    async def _listen(self, stop: asyncio.Event) -> None:
+        """Wake the claim loop on ``noetl_commands`` for one of our pools (and after each reconnect)."""
+        from noetl.store.db import COMMANDS_CHANNEL
+
+        pools = set(self.settings.pools)
+        async with contextlib.aclosing(self.database.notifications(COMMANDS_CHANNEL, stop)) as notes:
+            async for pool in notes:
+                if not pool or pool in pools:
+                    self._wake.set()
+
+    async def _wake_on(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._wake.set()
+
+    # ---- running -----------------------------------------------------------------------------------
+
+    def _start(self, lease: Lease) -> None:
+        previous = self.slots.get(lease.command_id)
+        if previous is not None:  # our older lease of it expired and was reaped; that run is void
+            self._lose(previous)
+        slot = _Slot(lease)
+        self.slots[lease.command_id] = slot
+        slot.task = asyncio.create_task(self._execute(slot), name=f"command {lease.command_id}")
+        log.debug(
+            "command leased execution_id=%s step=%s command_id=%s attempt=%d",
+            lease.execution_id,
+            lease.step,
+            lease.command_id,
+            lease.attempt,
+            extra=log_fields(lease),
+        )
+
+    async def _execute(self, slot: _Slot) -> None:
+        try:
+            report = await self.runner.run(slot.lease)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the runner reports every problem itself; this is a last resort
+            log.exception("command runner failed", extra=log_fields(slot.lease))
+            report = report_of(slot.lease, failure("internal", f"{type(exc).__name__}: {exc}"))
+        if not slot.lost:
+            self.reporter.submit(report)
+
+    def _settled(self, lease: Lease) -> None:
+        """The report of ``lease`` landed or was dropped: its slot is free."""
+        slot = self.slots.get(lease.command_id)
+        if slot is not None and slot.lease.attempt == lease.attempt:
+            del self.slots[lease.command_id]
+            self._wake.set()
+
+    def _lose(self, slot: _Slot) -> None:
+        """The queue no longer leases ``slot`` to us: stop its task, drop its report, free the slot."""
+        slot.lost = True
+        log.warning(
+            "lease lost (execution cancelled or lease expired): stopping execution_id=%s step=%s "
+            "command_id=%s attempt=%d",
+            slot.lease.execution_id,
+            slot.lease.step,
+            slot.lease.command_id,
+            slot.lease.attempt,
+            extra=log_fields(slot.lease),
+        )
+        if slot.task is not None:
+            slot.task.cancel()
+        if not self.reporter.drop(slot.lease) and self.slots.get(slot.lease.command_id) is slot:
+            del self.slots[slot.lease.command_id]
+            self._wake.set()
+
+    # ---- heartbeats --------------------------------------------------------------------------------
+
+    async def _heartbeats(self) -> None:
+        interval = self.settings.heartbeat_interval
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(interval)
+            held = dict(self.slots)
+            try:
+                lost = await self.database.run(
+                    "heartbeat", partial(self._beat, command_ids=list(held)), deadline=loop.time() + interval
+                )
+            except DatabaseUnavailable as exc:
+                log.warning("heartbeat skipped: %s", exc)
+                continue
+            except Exception:
+                log.exception("heartbeat failed")
+                continue
+            for command_id in lost:
+                slot = held.get(command_id)
+                if slot is not None and self.slots.get(command_id) is slot:
+                    self._lose(slot)
+
+    async def _beat(self, conn: Any, *, command_ids: list[str]) -> set[str]:
+        from noetl.store import commands, workers
+
+        settings = self.settings
+        lost: set[str] = set()
+        if command_ids:
+            lost = await commands.heartbeat(conn, self.worker_id, command_ids, settings.lease_seconds)
+        await workers.heartbeat(conn, self.worker_id)
+        return lost
+
+    # ---- shutdown ----------------------------------------------------------------------------------
+
+    async def _drain(self, hurry: asyncio.Event) -> None:
+        """Grace period for running commands, then cancel and release the rest; send the last reports."""
+        loop = asyncio.get_running_loop()
+        grace_end = loop.time() + self.settings.grace_seconds
+        running = self._running()
+        if running:
+            log.info(
+                "worker %s stopping: waiting up to %gs for %d running command(s)",
+                self.worker_id,
+                self.settings.grace_seconds,
+                len(running),
+            )
+            await _wait_tasks(running, grace_end - loop.time(), hurry)
+        unfinished = [slot for slot in self.slots.values() if slot.task is not None and not slot.task.done()]
+        for slot in unfinished:
+            slot.task.cancel()  # type: ignore[union-attr]
+        await asyncio.gather(*(slot.task for slot in unfinished if slot.task), return_exceptions=True)
+        await self._release([slot for slot in unfinished if slot.task is not None and slot.task.cancelled()])
+        if not await self.reporter.flush(max(grace_end, loop.time()) + CLOSING_SECONDS):
+            log.error("worker %s stopped with unsent reports; their leases will expire", self.worker_id)
+
+    def _running(self) -> list[asyncio.Task[None]]:
+        return [slot.task for slot in self.slots.values() if slot.task is not None and not slot.task.done()]
+
+    async def _release(self, slots: list[_Slot]) -> None:
+        from noetl.store import commands
+
+        slots = [slot for slot in slots if not slot.lost and self.slots.get(slot.lease.command_id) is slot]
+        if not slots:
+            return
+        ids = [slot.lease.command_id for slot in slots]
+        deadline = asyncio.get_running_loop().time() + CLOSING_SECONDS
+        try:
+            await self.database.run(
+                "releasing commands",
+                lambda conn: commands.release(conn, self.worker_id, ids),
+                deadline=deadline,
+            )
+        except NoetlError as exc:
+            log.error("could not release %d command(s); their leases will expire: %s", len(ids), exc)
+        else:
+            for slot in slots:
+                log.info("command released", extra=log_fields(slot.lease))
+        for command_id in ids:
+            self.slots.pop(command_id, None)
+
+    async def _cancel(self, tasks: list[asyncio.Task[None]]) -> None:
+        for task in tasks:
+            task.cancel()
+        for result in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(result, Exception):
+                log.error("worker background task failed: %s: %s", type(result).__name__, result)
+
+    async def _close(self) -> None:
+        from noetl.store import workers
+
+        if self._registered:
+            deadline = asyncio.get_running_loop().time() + CLOSING_SECONDS
+            try:
+                await self.database.run(
+                    "deregistering", lambda conn: workers.deregister(conn, self.worker_id), deadline=deadline
+                )
+            except NoetlError as exc:
+                log.error("could not deregister worker %s: %s", self.worker_id, exc)
+        await self.python_pool.close()
+        for value in list(self.extras.values()):
+            closer = getattr(value, "aclose", None)
+            if closer is not None:
+                await closer()
+        self.extras.clear()
+        await self.database.close()
+        log.info("worker %s stopped", self.worker_id, extra={"worker_id": self.worker_id})
+
+
+async def _wait_tasks(tasks: list[asyncio.Task[None]], seconds: float, hurry: asyncio.Event) -> None:
+    """Wait until ``tasks`` are done, ``seconds`` pass, or ``hurry`` is set."""
+    hurried = asyncio.create_task(hurry.wait())
+    pending: set[asyncio.Task[Any]] = set(tasks)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    try:
+        while pending and not hurry.is_set() and (remaining := end - loop.time()) > 0:
+            _, pending = await asyncio.wait(
+                pending | {hurried}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
+            pending.discard(hurried)
+    finally:
+        hurried.cancel()
+
+
+async def run_worker(
+    settings: WorkerSettings, stop: asyncio.Event, hurry: asyncio.Event | None = None
+) -> None:
+    """Run a worker until ``stop`` is set; returns after a graceful shutdown."""
+    await Worker(settings).run(stop, hurry)
+
+
+def main(settings: WorkerSettings) -> int:
+    """Run a worker in this process until SIGTERM or SIGINT (a second one skips the grace period)."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    async def serve() -> None:
+        stop, hurry = asyncio.Event(), asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            (hurry if stop.is_set() else stop).set()
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, on_signal)
+        await run_worker(settings, stop, hurry)
+
+    try:
+        asyncio.run(serve())
+    except NoetlError as exc:
+        log.error("worker failed: %s", exc)
+        return 1
+    return 0
+
+
+__all__ = ["Worker", "main", "run_worker"]
