@@ -19,8 +19,6 @@ from __future__ import annotations
 from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from typing import Final
 
-from jinja2 import StrictUndefined, Undefined
-
 MISSING: Final = object()
 """Returned by :meth:`ResultView.field` when the view has no such field."""
 
@@ -212,6 +210,8 @@ def _plain_list(value: list[object]) -> list[object]:
 def _plain_other(value: object) -> object:
     if isinstance(value, ResultView):
         return plain(value.value)
+    from jinja2 import StrictUndefined, Undefined  # only templates make undefined values
+
     if isinstance(value, Undefined):
         if isinstance(value, StrictUndefined):
             value._fail_with_undefined_error()

@@ -24,7 +24,7 @@ from typing import Any
 
 from noetl.dsl.model import Playbook
 from noetl.engine import events as ev
-from noetl.engine.decide import Limits, decide, initial_event
+from noetl.engine.decide import Limits, advance, initial_event
 from noetl.engine.state import State, apply
 from noetl.errors import NoetlError
 from noetl.runtime.credentials import CredentialStore, NoCredentials
@@ -59,10 +59,18 @@ class EventLog:
         self.events: list[ev.Event] = []
         self.sink = sink
 
+    def numbered(self, event: ev.Event) -> ev.Event:
+        return replace(event, id=len(self.events) + 1)
+
     def append(self, event: ev.Event) -> None:
-        event = replace(event, id=len(self.events) + 1)
-        self.events.append(event)
+        """Number ``event``, fold it and record it."""
+        event = self.numbered(event)
         apply(self.state, event)
+        self.record(event)
+
+    def record(self, event: ev.Event) -> None:
+        """Record an event that is already numbered and folded (by ``advance``)."""
+        self.events.append(event)
         if self.sink is not None:
             self.sink(self.state.execution_id, event)
 
@@ -213,10 +221,11 @@ class _Driver:
             await self._stop_tasks()
 
     def submit(self, event: ev.Event) -> None:
-        decision = decide(self.pb, self.log.state, event, time.time(), self.rt.limits)
-        self.log.append(event)
+        event = self.log.numbered(event)
+        decision = advance(self.pb, self.log.state, event, time.time(), self.rt.limits)
+        self.log.record(event)
         for new in decision.events:
-            self.log.append(new)
+            self.log.record(new)
             if new.name == ev.COMMAND_CANCELLED and new.command_id in self.tasks:
                 self.tasks.pop(new.command_id).cancel()
         for command in decision.commands:

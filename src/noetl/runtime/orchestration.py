@@ -30,8 +30,8 @@ from typing import Any
 from noetl.dsl.model import Playbook
 from noetl.engine import context as rctx
 from noetl.engine import events as ev
-from noetl.engine.decide import DEFAULT_LIMITS, Limits, decide, initial_event
-from noetl.engine.state import State, apply, checksum, fold
+from noetl.engine.decide import DEFAULT_LIMITS, Limits, advance, initial_event
+from noetl.engine.state import State, checksum, fold
 from noetl.errors import NoetlError
 from noetl.runtime import loader
 from noetl.store import catalog, commands, db, executions, ids
@@ -148,11 +148,10 @@ class Orchestrator:
         state = work.state
         for event in incoming:
             now = time.time()
-            decision = decide(playbook, state, event, now, self.limits)
-            for new in (event, *decision.events):
-                numbered = replace(new, id=state.last_event_id + 1, at=new.at or now)
-                apply(state, numbered)
-                work.events.append(numbered)
+            event = replace(event, id=state.last_event_id + 1, at=event.at or now)
+            decision = advance(playbook, state, event, now, self.limits)
+            work.events.append(event)
+            work.events.extend(decision.events)
             work.commands.extend(decision.commands)
 
     async def _write(self, conn: Any, work: _Work) -> None:

@@ -100,7 +100,8 @@ async def database_url(settings: ServerSettings) -> str:
         return settings.database_url
     from noetl.store import embedded
 
-    return await asyncio.to_thread(embedded.ensure, settings.data_dir)
+    pgdata = settings.data_dir / "pg" if settings.data_dir is not None else None
+    return await asyncio.to_thread(embedded.ensure, pgdata)
 
 
 @asynccontextmanager
@@ -109,7 +110,9 @@ async def background(context: ServerContext) -> AsyncIterator[None]:
     settings, stop = context.settings, asyncio.Event()
     jobs: list[Awaitable[None]] = []
     if settings.orchestrate:
-        jobs.append(context.orchestrator.serve(context.database_url, stop, poll_interval=settings.poll_seconds))
+        jobs.append(
+            context.orchestrator.serve(context.database_url, stop, poll_interval=settings.poll_seconds)
+        )
     if settings.reap:
         jobs.append(reaper.run(context.database_url, stop, settings.reaper_interval))
     tasks = [asyncio.create_task(_logged(job)) for job in jobs]

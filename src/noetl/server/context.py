@@ -16,8 +16,8 @@ from psycopg_pool import AsyncConnectionPool
 from noetl.runtime.orchestration import Orchestrator
 from noetl.server.playbooks import PlaybookCache
 from noetl.server.settings import ServerSettings
-from noetl.store.db import Connection
 from noetl.store.crypto import Cipher
+from noetl.store.db import Connection
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ class ReportedEvent(BaseModel):
     timestamp: float = 0.0
 
 
-class Report(BaseModel):
+class ReportRequest(BaseModel):
     execution_id: int | None = None
     command_id: str = Field(min_length=1)
     attempt: int = Field(ge=1)
@@ -44,14 +44,19 @@ class Report(BaseModel):
 
 
 class ReportBatch(BaseModel):
-    reports: list[Report] = Field(max_length=MAX_BATCH)
+    reports: list[ReportRequest] = Field(max_length=MAX_BATCH)
 
 
 @router.post("")
-async def ingest(body: Report, server: Server) -> dict[str, str]:
+async def ingest(body: ReportRequest, server: Server) -> dict[str, str]:
     async with server.pool.connection() as conn, conn.transaction():
         recorded = await commands.report(
-            conn, body.worker_id, body.command_id, body.attempt, body.ok, [e.model_dump() for e in body.events]
+            conn,
+            body.worker_id,
+            body.command_id,
+            body.attempt,
+            body.ok,
+            [e.model_dump() for e in body.events],
         )
     return {"status": "accepted" if recorded else "duplicate", "command_id": body.command_id}
 
@@ -64,6 +69,6 @@ async def ingest_batch(body: ReportBatch, server: Server) -> dict[str, int]:
     return {"accepted": len(accepted), "duplicates": len(reports) - len(accepted)}
 
 
-def _stored(report: Report) -> ports.Report:
+def _stored(report: ReportRequest) -> ports.Report:
     events = [event.model_dump() for event in report.events]
     return ports.Report(report.worker_id, report.command_id, report.attempt, report.ok, events)

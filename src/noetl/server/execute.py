@@ -58,6 +58,8 @@ async def _entry(server: Server, body: ExecuteRequest) -> CatalogEntry:
     async with server.pool.connection() as conn:
         entry = await catalog.get(conn, catalog_id=body.catalog_id, path=body.path, version=version)
     if entry is None:
-        what = body.catalog_id if body.catalog_id is not None else f"{body.path} version {version or 'latest'}"
+        what = (
+            body.catalog_id if body.catalog_id is not None else f"{body.path} version {version or 'latest'}"
+        )
         raise NotFound(f"playbook {what} not found in the catalog")
     return entry

@@ -19,8 +19,8 @@ from noetl.engine.events import Event
 from noetl.server import views
 from noetl.server.context import Server, ServerContext
 from noetl.server.problems import Conflict, NotFound
-from noetl.store.db import Connection
 from noetl.store import events, executions
+from noetl.store.db import Connection
 from noetl.store.ports import ExecutionRow
 
 router = APIRouter(prefix="/api/executions", tags=["executions"])
@@ -73,7 +73,9 @@ async def detail(
             return out
         # Pages count from since_event_id; page n skips the (n - 1) pages before it.
         wanted = page * page_size
-        found = await events.read(conn, execution_id, after=since_event_id, limit=wanted + 1, event_type=event_type)
+        found = await events.read(
+            conn, execution_id, after=since_event_id, limit=wanted + 1, event_type=event_type
+        )
         total = await events.count(conn, execution_id)
     chunk = found[(page - 1) * page_size : wanted]
     out["events"] = event_dicts(execution_id, chunk)
@@ -97,7 +99,9 @@ async def event_page(
 ) -> dict[str, Any]:
     async with server.pool.connection() as conn:
         await _row(conn, execution_id)
-        found = await events.read(conn, execution_id, after=since_event_id, limit=limit + 1, event_type=event_type)
+        found = await events.read(
+            conn, execution_id, after=since_event_id, limit=limit + 1, event_type=event_type
+        )
     chunk = found[:limit]
     return {
         "execution_id": str(execution_id),

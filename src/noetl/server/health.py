@@ -21,4 +21,7 @@ async def database_health(server: Server) -> dict[str, object]:
     async with server.pool.connection() as conn:
         await conn.execute("SELECT 1")
     stats = server.pool.get_stats()
-    return {"status": "ok", "pool": {"size": stats.get("pool_size", 0), "available": stats.get("pool_available", 0)}}
+    return {
+        "status": "ok",
+        "pool": {"size": stats.get("pool_size", 0), "available": stats.get("pool_available", 0)},
+    }

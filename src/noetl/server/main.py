@@ -9,10 +9,15 @@ same machine can be pointed at it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
 
 from noetl.errors import NoetlError
 from noetl.server.settings import ServerSettings
@@ -39,9 +44,30 @@ def serve(settings: ServerSettings) -> None:
         timeout_graceful_shutdown=int(settings.shutdown_grace) + 1,
     )
     server = uvicorn.Server(config)
-    server.run()
+    with _signals_end_quietly():
+        server.run()
     if not server.started:
         raise NoetlError(f"the server did not start on {settings.host}:{settings.port}; see the log above")
+
+
+@contextlib.contextmanager
+def _signals_end_quietly() -> Iterator[None]:
+    """After its graceful shutdown uvicorn re-raises the stopping signal to the handler that was in
+    place before it; a no-op handler there makes SIGINT/SIGTERM end the process with exit 0
+    instead of a KeyboardInterrupt traceback or death by signal."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _ignore) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _ignore(_signum: int, _frame: FrameType | None) -> None:
+    return None
 
 
 def _configure_logging(level: str) -> None:

@@ -12,8 +12,8 @@ from collections import OrderedDict
 from noetl.dsl.model import Playbook
 from noetl.runtime import loader
 from noetl.server.problems import NotFound
-from noetl.store.db import Connection
 from noetl.store import catalog
+from noetl.store.db import Connection
 
 
 class PlaybookCache:

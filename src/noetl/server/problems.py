@@ -64,7 +64,7 @@ def install(app: FastAPI) -> None:
     _install_driver_handlers(app)
 
 
-def problem(status: int, reason: str, code: str, **context: object) -> JSONResponse:
+def problem(status: int, reason: str, code: str, /, **context: object) -> JSONResponse:
     """A problem response; 503 answers carry ``Retry-After``."""
     headers = {"Retry-After": RETRY_AFTER_SECONDS} if status == 503 else None
     body = {"detail": {"reason": reason, "code": code, **context}}

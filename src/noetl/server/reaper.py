@@ -11,6 +11,7 @@ only saves work.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from noetl.errors import NoetlError
@@ -75,7 +76,5 @@ async def reap_once(conn: Connection) -> int:
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
     """Sleep ``seconds`` or until ``stop`` is set, whichever comes first."""
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        pass

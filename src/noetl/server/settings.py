@@ -24,6 +24,7 @@ ENVIRONMENT = {
     "database_url": "NOETL_DATABASE_URL",
     "data_dir": "NOETL_DATA_DIR",
     "encryption_key": "NOETL_ENCRYPTION_KEY",
+    "encryption_key_file": "NOETL_ENCRYPTION_KEY_FILE",
     "reaper_interval": "NOETL_REAPER_INTERVAL",
     "poll_seconds": "NOETL_ORCHESTRATOR_POLL_SECONDS",
     "pool_max_size": "NOETL_SERVER_POOL_SIZE",
@@ -38,7 +39,8 @@ class ServerSettings:
 
     ``database_url`` None means the embedded PostgreSQL under ``data_dir`` (or the user's data
     directory). ``encryption_key`` is the base64 of a 32-byte key for stored credentials; without
-    it the store's key file in the data directory is used. ``orchestrate`` and ``reap`` switch the
+    it the key is read from ``encryption_key_file``, else from ``credentials.key`` in the data
+    directory (created on first use). ``orchestrate`` and ``reap`` switch the
     background tasks (a read-only API replica may run without them).
     """
 
@@ -47,6 +49,7 @@ class ServerSettings:
     database_url: str | None = None
     data_dir: Path | None = None
     encryption_key: str | None = None
+    encryption_key_file: Path | None = None
     reaper_interval: float = 5.0
     poll_seconds: float = 1.0
     pool_min_size: int = 1
@@ -89,4 +92,5 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "reaper_interval": float,
     "poll_seconds": float,
     "data_dir": _path,
+    "encryption_key_file": _path,
 }

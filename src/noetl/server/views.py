@@ -64,8 +64,3 @@ def lease(item: Lease) -> dict[str, Any]:
         "pool": item.pool,
         "priority": item.priority,
     }
-
-
-def record(row: dict[str, Any]) -> dict[str, Any]:
-    """A plain row (worker, credential): datetimes as ISO strings, the rest as is."""
-    return {key: timestamp(value) if isinstance(value, datetime) else value for key, value in row.items()}

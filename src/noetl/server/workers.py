@@ -14,10 +14,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from noetl.errors import UsageError
-from noetl.server import views
 from noetl.server.context import Server
 from noetl.server.problems import NotFound
-from noetl.store.db import Connection
 from noetl.store import workers
 
 router = APIRouter(prefix="/api/worker", tags=["workers"])
@@ -54,19 +52,24 @@ async def register(body: RegisterRequest, server: Server) -> dict[str, Any]:
 @router.post("/pool/heartbeat")
 async def heartbeat(body: WorkerRef, server: Server) -> dict[str, str]:
     async with server.pool.connection() as conn, conn.transaction():
-        await _ensure_known(conn, body.worker_id)
-        await workers.heartbeat(conn, body.worker_id)
+        known = await workers.heartbeat(conn, body.worker_id)
+    if not known:
+        raise NotFound(f"worker {body.worker_id} is not registered; register again")
     return {"status": "ok", "worker_id": body.worker_id}
 
 
-@router.api_route("/pool/deregister", methods=["POST", "DELETE"])
-async def deregister(server: Server, body: DeregisterRequest | None = None, worker_id: str | None = None) -> dict[str, str]:
+@router.post("/pool/deregister")
+@router.delete("/pool/deregister")
+async def deregister(
+    server: Server, body: DeregisterRequest | None = None, worker_id: str | None = None
+) -> dict[str, str]:
     target = (body.worker_id if body is not None else None) or worker_id
     if not target:
         raise UsageError("give worker_id (in the body or as a query parameter)")
     async with server.pool.connection() as conn, conn.transaction():
-        await _ensure_known(conn, target)
-        await workers.deregister(conn, target)
+        known = await workers.deregister(conn, target)
+    if not known:
+        raise NotFound(f"worker {target} is not registered")
     return {"status": "deregistered", "worker_id": target}
 
 
@@ -74,9 +77,4 @@ async def deregister(server: Server, body: DeregisterRequest | None = None, work
 async def list_workers(server: Server) -> dict[str, list[dict[str, Any]]]:
     async with server.pool.connection() as conn:
         rows = await workers.list(conn)
-    return {"workers": [views.record(row) for row in rows]}
-
-
-async def _ensure_known(conn: Connection, worker_id: str) -> None:
-    if not any(row.get("worker_id") == worker_id for row in await workers.list(conn)):
-        raise NotFound(f"worker {worker_id} is not registered")
+    return {"workers": rows}

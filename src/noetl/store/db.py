@@ -8,7 +8,7 @@ a transaction are delivered when it commits.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from types import TracebackType
 from typing import Any, TypeAlias
@@ -109,10 +109,10 @@ class Listener:
     ) -> None:
         await self.close()
 
-    def __aiter__(self) -> AsyncIterator[tuple[str, str]]:
+    def __aiter__(self) -> AsyncGenerator[tuple[str, str], None]:
         return self._iterate()
 
-    async def _iterate(self) -> AsyncIterator[tuple[str, str]]:
+    async def _iterate(self) -> AsyncGenerator[tuple[str, str], None]:
         await self.start()
         assert self._conn is not None
         with translated("waiting for notifications"):

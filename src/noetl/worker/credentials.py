@@ -9,12 +9,10 @@ commands, so an updated credential takes effect at the next command.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from noetl.errors import CredentialError, UsageError
+from noetl.errors import CredentialError
 from noetl.runtime.credentials import Credential
 from noetl.worker.database import Database
 from noetl.worker.settings import WorkerSettings
@@ -22,40 +20,15 @@ from noetl.worker.settings import WorkerSettings
 if TYPE_CHECKING:
     from noetl.store.crypto import Cipher
 
-KEY_BYTES = 32
-
 
 def cipher_from(settings: WorkerSettings) -> Cipher | None:
     """The cipher for the configured key (base64 text, or a key file); None when none is configured."""
-    key = _key(settings)
-    if key is None:
+    if not settings.encryption_key_b64 and not settings.encryption_key_file:
         return None
     from noetl.store.crypto import Cipher
 
-    return Cipher(key)
-
-
-def _key(settings: WorkerSettings) -> bytes | None:
-    if settings.encryption_key_b64:
-        return _decode(settings.encryption_key_b64, "NOETL_ENCRYPTION_KEY")
-    if settings.encryption_key_file:
-        path = Path(settings.encryption_key_file)
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise UsageError(f"cannot read the encryption key file {path}: {exc.strerror}") from None
-        return raw if len(raw) == KEY_BYTES else _decode(raw.decode("ascii", "replace").strip(), str(path))
-    return None
-
-
-def _decode(text: str, where: str) -> bytes:
-    try:
-        key = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise UsageError(f"the encryption key in {where} is not valid base64") from None
-    if len(key) != KEY_BYTES:
-        raise UsageError(f"the encryption key in {where} must be {KEY_BYTES} bytes, got {len(key)}")
-    return key
+    key_file = Path(settings.encryption_key_file) if settings.encryption_key_file else None
+    return Cipher.from_settings(settings.encryption_key_b64, key_file)
 
 
 class StoreCredentials:
@@ -75,10 +48,10 @@ class StoreCredentials:
             )
         cipher = self._cipher
 
-        async def read(conn: Any) -> dict[str, Any] | None:
-            return await credentials.get(conn, name, include_data=True, cipher=cipher)
-
-        row = await self._database.run(f"reading credential '{name}'", read)
+        row = await self._database.run(
+            f"reading credential '{name}'",
+            lambda conn: credentials.get(conn, name, include_data=True, cipher=cipher),
+        )
         if row is None:
             raise CredentialError(f"credential '{name}' not found in the credential store")
         data = row.get("data")

@@ -60,7 +60,8 @@ class WorkerSettings:
     encryption_key_b64: str | None = None
     """Base64 of the 32-byte key that decrypts stored credentials."""
     encryption_key_file: str | None = None
-    """A file holding that key (raw 32 bytes or base64), when ``encryption_key_b64`` is not given."""
+    """A file holding that key as base64 text, used when ``encryption_key_b64`` is not given (created
+    with a fresh key if missing - the embedded default, shared with the server on the same machine)."""
 
     def __post_init__(self) -> None:
         if not self.database_url:

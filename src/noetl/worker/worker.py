@@ -109,25 +109,9 @@ class Worker:
     # ---- registration ------------------------------------------------------------------------------
 
     async def _register(self, stop: asyncio.Event) -> None:
-        from noetl.store import workers
-
-        settings = self.settings
-        meta = {"lease_seconds": settings.lease_seconds, "heartbeat_seconds": settings.heartbeat_interval}
-
-        async def register(conn: Any) -> None:
-            await workers.register(
-                conn,
-                settings.worker_id,
-                settings.name,
-                list(settings.pools),
-                settings.concurrency,
-                socket.gethostname(),
-                os.getpid(),
-                meta,
-            )
-
-        await self.database.run("registering the worker", register, give_up=stop)
+        await self.database.run("registering the worker", self._registration, give_up=stop)
         self._registered = True
+        settings = self.settings
         log.info(
             "worker %s started: pools=%s concurrency=%d lease=%gs",
             self.worker_id,
@@ -135,6 +119,22 @@ class Worker:
             settings.concurrency,
             settings.lease_seconds,
             extra={"worker_id": self.worker_id},
+        )
+
+    async def _registration(self, conn: Any) -> None:
+        from noetl.store import workers
+
+        settings = self.settings
+        meta = {"lease_seconds": settings.lease_seconds, "heartbeat_seconds": settings.heartbeat_interval}
+        await workers.register(
+            conn,
+            settings.worker_id,
+            settings.name,
+            list(settings.pools),
+            settings.concurrency,
+            socket.gethostname(),
+            os.getpid(),
+            meta,
         )
 
     # ---- claiming ----------------------------------------------------------------------------------
@@ -262,7 +262,8 @@ class Worker:
         lost: set[str] = set()
         if command_ids:
             lost = await commands.heartbeat(conn, self.worker_id, command_ids, settings.lease_seconds)
-        await workers.heartbeat(conn, self.worker_id)
+        if not await workers.heartbeat(conn, self.worker_id):
+            await self._registration(conn)  # removed from the registry (e.g. by an operator): rejoin
         return lost
 
     # ---- shutdown ----------------------------------------------------------------------------------

@@ -114,7 +114,7 @@ WITH expired AS (
                 'error', jsonb_build_object(
                     'kind', 'lease_expired',
                     'message', format('lease expired after %%s attempts (worker %%s)', c.attempt, c.worker_id),
-                    'retryable', false)))))
+                    'retryable', false))))
     FROM expired AS e
     WHERE c.command_id = e.command_id AND c.attempt >= c.max_attempts
     RETURNING c.command_id, c.execution_id

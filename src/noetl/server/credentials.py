@@ -1,0 +1,96 @@
+"""Credential endpoints: create or replace, list, read, delete (REFERENCE §7, §9).
+
+Secret ``data`` goes in encrypted and comes back only from ``GET /api/credentials/{name}`` with
+``include_data=true`` (ARCHITECTURE invariant 5); every other answer carries the record without it.
+The key is ``NOETL_ENCRYPTION_KEY`` (base64 of 32 bytes), else the key file named by
+``NOETL_ENCRYPTION_KEY_FILE``, else ``credentials.key`` in the data directory, created with mode
+0600 on first use (point workers on the same machine at it with ``NOETL_ENCRYPTION_KEY_FILE``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from noetl.server.context import Server
+from noetl.server.problems import NotFound
+from noetl.server.settings import ServerSettings
+from noetl.store import credentials
+from noetl.store.crypto import Cipher
+
+router = APIRouter(prefix="/api/credentials", tags=["credentials"])
+
+KEY_FILE_NAME = "credentials.key"
+
+
+class CredentialRequest(BaseModel):
+    name: str = Field(min_length=1, max_length=256)
+    type: str = Field(min_length=1)
+    data: dict[str, Any]
+    meta: dict[str, Any] | None = None
+    tags: list[str] | None = None
+    description: str | None = None
+
+
+@router.post("")
+async def put(body: CredentialRequest, server: Server) -> dict[str, Any]:
+    async with server.pool.connection() as conn, conn.transaction():
+        saved = await credentials.put(
+            conn,
+            body.name,
+            body.type,
+            body.data,
+            meta=body.meta,
+            description=body.description,
+            tags=body.tags,
+            cipher=server.cipher,
+        )
+    return {"status": "saved", **saved}
+
+
+@router.get("")
+async def list_credentials(server: Server, type: str | None = None, q: str | None = None) -> dict[str, Any]:
+    async with server.pool.connection() as conn:
+        found = await credentials.list(conn, type=type, q=q)
+    return {"credentials": found}
+
+
+@router.get("/{name}")
+async def get(name: str, server: Server, include_data: bool = False) -> dict[str, Any]:
+    async with server.pool.connection() as conn:
+        found = await credentials.get(conn, name, include_data=include_data, cipher=server.cipher)
+    if found is None:
+        raise NotFound(f"credential '{name}' not found")
+    return found
+
+
+@router.delete("/{name}")
+async def delete(name: str, server: Server) -> dict[str, Any]:
+    async with server.pool.connection() as conn:
+        deleted = await credentials.delete(conn, name)
+    if not deleted:
+        raise NotFound(f"credential '{name}' not found")
+    return {"status": "deleted", "name": name}
+
+
+def cipher(settings: ServerSettings) -> Cipher:
+    """The cipher for the configured key (see the module docstring for the order)."""
+    return Cipher.from_settings(settings.encryption_key, key_file(settings))
+
+
+def key_file(settings: ServerSettings) -> Path:
+    if settings.encryption_key_file is not None:
+        return settings.encryption_key_file
+    return data_dir(settings) / KEY_FILE_NAME
+
+
+def data_dir(settings: ServerSettings) -> Path:
+    """The NoETL data directory: the settings', else the parent of the embedded database's."""
+    if settings.data_dir is not None:
+        return settings.data_dir
+    from noetl.store import embedded
+
+    return embedded.default_dir().parent

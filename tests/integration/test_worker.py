@@ -1,0 +1,406 @@
+"""The worker against a real PostgreSQL, as real processes: claim, run, report, heartbeat, stop, recover.
+
+Commands are put on the queue directly (``commands.insert``) so that each test controls exactly what
+a worker sees; every test uses its own pool so that workers of different tests never meet. Shell
+steps that must stay running wait for a "gate" file the test creates, and write their pid first so
+that the test knows they started (and can check that they were stopped).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import signal
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from noetl.engine import events as ev
+from noetl.store import catalog, commands, credentials, crypto, db, ids, workers
+from noetl.store.ports import CatalogEntry, NewCommand
+
+from . import worker_fixtures
+from .worker_fixtures import WorkerProcess, eventually, kill_group, process_alive
+
+migrated_url = worker_fixtures.migrated_url
+spawn_worker = worker_fixtures.spawn_worker
+
+Spawn = Callable[..., WorkerProcess]
+
+SHELL = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: worker_shell, path: tests/worker/shell}
+workflow:
+  - step: start
+    tool: {kind: shell, command: "echo value-{{ n }}"}
+  - step: double
+    tool: {kind: python, input: {n: "{{ n }}"}, code: "result = {'doubled': n * 2}"}
+"""
+
+GATED = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: worker_gated, path: tests/worker/gated}
+workflow:
+  - step: start
+    tool:
+      kind: shell
+      command: >-
+        echo $$ > {{ dir }}/{{ token }}.pid;
+        while [ ! -e {{ dir }}/gate ]; do sleep 0.01; done;
+        echo {{ token }} >> {{ dir }}/ran.txt; echo done-{{ token }}
+"""
+
+SECRET_USER = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: worker_secret, path: tests/worker/secret}
+keychain:
+  - {name: api, kind: credential, credential: api_token}
+  - {name: missing, kind: credential, credential: no_such_credential}
+workflow:
+  - step: start
+    tool:
+      kind: shell
+      command: "printf %s '{{ keychain.api.token }}' > {{ dir }}/secret.txt; echo token={{ keychain.api.token }}"
+  - step: broken
+    tool: {kind: shell, command: "echo {{ keychain.missing.token }}"}
+"""
+
+
+@asynccontextmanager
+async def connection(url: str) -> AsyncIterator[db.Connection]:
+    conn = await db.connect(url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def register(url: str, content: str) -> CatalogEntry:
+    async with connection(url) as conn:
+        return await catalog.register(conn, content.split("path: ", 1)[1].split("}", 1)[0], content)
+
+
+async def enqueue(
+    url: str, catalog_id: int | None, pool: str, step: str, workloads: list[dict[str, Any]], **extra: Any
+) -> list[NewCommand]:
+    """One command per workload, each of its own execution; returns them in order."""
+    new = []
+    for workload in workloads:
+        execution_id = ids.new_id()
+        context = {"workload": workload, "execution_id": str(execution_id), "steps": {}}
+        new.append(
+            NewCommand(f"{execution_id}:1", execution_id, catalog_id, step, None, context, pool, **extra)
+        )
+    async with connection(url) as conn:
+        await commands.insert(conn, new)
+    return new
+
+
+async def rows(url: str, new: list[NewCommand]) -> list[dict[str, Any]]:
+    """The queue rows of ``new`` commands, in the same order."""
+    from psycopg.rows import dict_row
+
+    async with connection(url) as conn, conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT command_id, status, attempt, worker_id, outcome, lease_until < now() AS expired"
+            " FROM noetl.command WHERE command_id = ANY(%s)",
+            [[c.command_id for c in new]],
+        )
+        found = {row["command_id"]: row for row in await cur.fetchall()}
+    return [found[c.command_id] for c in new]
+
+
+async def settled(
+    url: str, new: list[NewCommand], statuses: tuple[str, ...] = ("done", "failed")
+) -> list[dict[str, Any]]:
+    """Wait until every command of ``new`` has one of ``statuses``; their rows."""
+
+    async def check() -> list[dict[str, Any]]:
+        found = await rows(url, new)
+        return found if all(row["status"] in statuses for row in found) else []
+
+    return await eventually(check, f"{len(new)} command(s) to reach {statuses}")
+
+
+async def leased_by(url: str, worker_id: str) -> int:
+    async with connection(url) as conn:
+        cur = await conn.execute(
+            "SELECT count(*) FROM noetl.command WHERE status = 'leased' AND worker_id = %s", [worker_id]
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def terminal(row: dict[str, Any]) -> dict[str, Any]:
+    outcome = row["outcome"]
+    assert [e["event_type"] for e in outcome][:-1] in (
+        [ev.CALL_DONE, ev.STEP_EXIT],
+        [ev.CALL_ERROR, ev.STEP_EXIT],
+    ), outcome
+    return dict(outcome[-1])
+
+
+async def test_worker_runs_commands_and_reports_their_events(migrated_url: str, spawn_worker: Spawn) -> None:
+    entry = await register(migrated_url, SHELL)
+    async with connection(migrated_url) as conn:
+        broken = await catalog.register(conn, "tests/worker/broken", "workflow: [unclosed")
+    echoes = await enqueue(migrated_url, entry.catalog_id, "basic", "start", [{"n": 1}, {"n": 2}, {"n": 3}])
+    doubled = await enqueue(migrated_url, entry.catalog_id, "basic", "double", [{"n": 21}])
+    missing = await enqueue(migrated_url, 424242, "basic", "start", [{}])
+    invalid = await enqueue(migrated_url, broken.catalog_id, "basic", "start", [{}])
+    worker = spawn_worker(pools=["basic"], concurrency=4)
+
+    found = await settled(migrated_url, echoes + doubled + missing + invalid)
+
+    for command, row in zip(echoes, found[:3], strict=True):
+        assert (row["status"], row["attempt"], row["worker_id"]) == ("done", 1, worker.worker_id)
+        call, exit_, last = row["outcome"]
+        assert [call["event_type"], exit_["event_type"], last["event_type"]] == [
+            ev.CALL_DONE,
+            ev.STEP_EXIT,
+            ev.COMMAND_COMPLETED,
+        ]
+        assert {e["command_id"] for e in row["outcome"]} == {command.command_id}
+        assert {e["step"] for e in row["outcome"]} == {"start"}
+        assert "event_id" not in call and "execution_id" not in call
+        n = command.context["workload"]["n"]
+        assert call["data"]["result"] == {"stdout": f"value-{n}\n", "stderr": "", "exit_code": 0}
+    assert found[3]["outcome"][0]["data"]["result"] == {"doubled": 42}
+    for row, reason in ((found[4], "catalog entry 424242 not found"), (found[5], "is invalid")):
+        assert row["status"] == "failed"
+        assert terminal(row)["event_type"] == ev.COMMAND_FAILED
+        assert reason in terminal(row)["data"]["error"]["message"]
+
+    async with connection(migrated_url) as conn:
+        registered = {w["worker_id"]: w for w in await workers.list(conn)}
+    assert registered[worker.worker_id]["pools"] == ["basic"]
+    worker.signal(signal.SIGTERM)
+    assert await worker.exit_code() == 0
+    async with connection(migrated_url) as conn:
+        assert worker.worker_id not in {w["worker_id"] for w in await workers.list(conn)}
+
+
+async def test_concurrency_limits_the_leases_a_worker_holds(
+    migrated_url: str, spawn_worker: Spawn, tmp_path: Path
+) -> None:
+    entry = await register(migrated_url, GATED)
+    work = [{"dir": str(tmp_path), "token": f"c{i}"} for i in range(5)]
+    new = await enqueue(migrated_url, entry.catalog_id, "limited", "start", work)
+    worker = spawn_worker(pools=["limited"], concurrency=2)
+
+    async def two_running() -> bool:
+        return len(list(tmp_path.glob("*.pid"))) == 2
+
+    await eventually(two_running, "two commands to start")
+    assert await leased_by(migrated_url, worker.worker_id) == 2
+    assert [row["status"] for row in await rows(migrated_url, new)].count("ready") == 3
+    most = 0
+
+    async def all_done() -> bool:
+        nonlocal most
+        most = max(most, await leased_by(migrated_url, worker.worker_id))
+        return all(row["status"] == "done" for row in await rows(migrated_url, new))
+
+    (tmp_path / "gate").touch()
+    await eventually(all_done, "all commands to finish")
+    assert 1 <= most <= 2
+    assert sorted((tmp_path / "ran.txt").read_text().split()) == sorted(w["token"] for w in work)
+
+
+async def test_two_workers_never_run_the_same_command(
+    migrated_url: str, spawn_worker: Spawn, tmp_path: Path
+) -> None:
+    entry = await register(migrated_url, GATED)
+    (tmp_path / "gate").touch()
+    work = [{"dir": str(tmp_path), "token": f"t{i}"} for i in range(40)]
+    first = spawn_worker(pools=["shared"], concurrency=4)
+    second = spawn_worker(pools=["shared"], concurrency=4)
+    new = await enqueue(migrated_url, entry.catalog_id, "shared", "start", work)
+
+    found = await settled(migrated_url, new)
+
+    assert all(row["status"] == "done" and row["attempt"] == 1 for row in found)
+    assert {row["worker_id"] for row in found} <= {first.worker_id, second.worker_id}
+    ran = (tmp_path / "ran.txt").read_text().split()
+    assert sorted(ran) == sorted(w["token"] for w in work)  # each exactly once
+
+
+async def test_sigterm_lets_a_running_command_finish_within_the_grace_period(
+    migrated_url: str, spawn_worker: Spawn, tmp_path: Path
+) -> None:
+    entry = await register(migrated_url, GATED)
+    new = await enqueue(
+        migrated_url, entry.catalog_id, "grace", "start", [{"dir": str(tmp_path), "token": "g"}]
+    )
+    worker = spawn_worker(pools=["grace"], grace_seconds=15)
+    await eventually(lambda: _exists(tmp_path / "g.pid"), "the command to start")
+
+    worker.signal(signal.SIGTERM)
+    await eventually(
+        lambda: _logged(worker, "stopping: waiting up to"), "the worker to start its grace period"
+    )
+    assert worker.process.poll() is None  # still waiting for the running command
+    (tmp_path / "gate").touch()
+
+    assert await worker.exit_code() == 0
+    [row] = await rows(migrated_url, new)
+    assert row["status"] == "done" and terminal(row)["event_type"] == ev.COMMAND_COMPLETED
+
+
+async def test_sigterm_releases_a_command_still_running_after_the_grace_period(
+    migrated_url: str, spawn_worker: Spawn, tmp_path: Path
+) -> None:
+    entry = await register(migrated_url, GATED)
+    new = await enqueue(
+        migrated_url, entry.catalog_id, "release", "start", [{"dir": str(tmp_path), "token": "r"}]
+    )
+    worker = spawn_worker(pools=["release"], grace_seconds=0.3)
+    await eventually(lambda: _exists(tmp_path / "r.pid"), "the command to start")
+    shell = int((tmp_path / "r.pid").read_text())
+
+    worker.signal(signal.SIGTERM)
+
+    assert await worker.exit_code() == 0
+    [row] = await rows(migrated_url, new)
+    assert (row["status"], row["attempt"], row["worker_id"], row["outcome"]) == ("ready", 0, None, None)
+    assert not process_alive(shell)
+
+
+async def test_a_cancelled_command_is_stopped_at_the_next_heartbeat(
+    migrated_url: str, spawn_worker: Spawn, tmp_path: Path
+) -> None:
+    entry = await register(migrated_url, GATED)
+    new = await enqueue(
+        migrated_url, entry.catalog_id, "cancel", "start", [{"dir": str(tmp_path), "token": "x"}]
+    )
+    worker = spawn_worker(pools=["cancel"], concurrency=1, lease_seconds=5, heartbeat_seconds=0.2)
+    await eventually(lambda: _exists(tmp_path / "x.pid"), "the command to start")
+    shell = int((tmp_path / "x.pid").read_text())
+
+    async with connection(migrated_url) as conn:
+        assert await commands.cancel(conn, new[0].execution_id) == [new[0].command_id]
+
+    await eventually(lambda: _gone(shell), "the cancelled command's process to stop")
+    # Its one slot is free again: the next command runs (and the cancelled one was not reported).
+    (tmp_path / "gate").touch()
+    after = await enqueue(
+        migrated_url, entry.catalog_id, "cancel", "start", [{"dir": str(tmp_path), "token": "y"}]
+    )
+    [done] = await settled(migrated_url, after)
+    assert done["status"] == "done"
+    [cancelled] = await rows(migrated_url, new)
+    assert (cancelled["status"], cancelled["outcome"]) == ("cancelled", None)
+    assert "lease lost" in worker.log()
+
+
+async def test_credentials_from_the_store_reach_the_tool_and_are_redacted(
+    migrated_url: str, spawn_worker: Spawn, tmp_path: Path
+) -> None:
+    key = crypto.new_key()
+    secret = "s3cr3t-" + secrets.token_hex(8)
+    async with connection(migrated_url) as conn:
+        await credentials.put(
+            conn,
+            "api_token",
+            "bearer",
+            {"token": secret},
+            cipher=crypto.Cipher(crypto.decode_key(key, "key")),
+        )
+        sealed = await (await conn.execute("SELECT data_encrypted FROM noetl.credential")).fetchone()
+    assert sealed is not None and secret.encode() not in bytes(sealed[0])
+    entry = await register(migrated_url, SECRET_USER)
+    used = await enqueue(migrated_url, entry.catalog_id, "secrets", "start", [{"dir": str(tmp_path)}])
+    broken = await enqueue(migrated_url, entry.catalog_id, "secrets", "broken", [{}])
+    spawn_worker(pools=["secrets"], encryption_key_b64=key)
+
+    found = await settled(migrated_url, used + broken)
+
+    assert (tmp_path / "secret.txt").read_text() == secret
+    assert found[0]["status"] == "done"
+    assert found[0]["outcome"][0]["data"]["result"]["stdout"] == "token=***\n"
+    assert secret not in json.dumps(found[0]["outcome"])
+    assert found[1]["status"] == "failed"
+    assert "no_such_credential" in terminal(found[1])["data"]["error"]["message"]
+
+
+async def test_a_killed_worker_leaves_its_lease_to_expire_and_another_worker_completes_the_command(
+    migrated_url: str, spawn_worker: Spawn, tmp_path: Path
+) -> None:
+    entry = await register(migrated_url, GATED)
+    new = await enqueue(
+        migrated_url, entry.catalog_id, "crash", "start", [{"dir": str(tmp_path), "token": "k"}]
+    )
+    doomed = spawn_worker(pools=["crash"], lease_seconds=1, heartbeat_seconds=0.25)
+    await eventually(lambda: _exists(tmp_path / "k.pid"), "the command to start")
+    shell = int((tmp_path / "k.pid").read_text())
+
+    doomed.kill()
+    kill_group(shell)  # the step's shell runs in its own session and would outlive the worker
+    [row] = await rows(migrated_url, new)
+    assert (row["status"], row["worker_id"], row["attempt"]) == ("leased", doomed.worker_id, 1)
+
+    async def expired() -> bool:
+        return bool((await rows(migrated_url, new))[0]["expired"])
+
+    await eventually(expired, "the lease to expire")
+    async with connection(migrated_url) as conn:
+        assert await commands.reap(conn) == 1
+    [row] = await rows(migrated_url, new)
+    assert (row["status"], row["worker_id"]) == ("ready", None)
+
+    (tmp_path / "gate").touch()
+    survivor = spawn_worker(pools=["crash"])
+    [row] = await settled(migrated_url, new)
+    assert (row["status"], row["worker_id"], row["attempt"]) == ("done", survivor.worker_id, 2)
+    assert terminal(row)["event_type"] == ev.COMMAND_COMPLETED
+    assert (tmp_path / "ran.txt").read_text().split() == ["k"]
+
+
+async def test_a_worker_reconnects_after_losing_its_connections_and_still_reports(
+    migrated_url: str, spawn_worker: Spawn, tmp_path: Path
+) -> None:
+    entry = await register(migrated_url, GATED)
+    new = await enqueue(
+        migrated_url, entry.catalog_id, "flaky", "start", [{"dir": str(tmp_path), "token": "f"}]
+    )
+    app = f"noetl-test-{ids.new_id()}"
+    # One slot and the default (20 s) heartbeat: while the command runs nothing else uses the pool, so
+    # the report is what meets the dead connection.
+    worker = spawn_worker(pools=["flaky"], env={"PGAPPNAME": app}, concurrency=1)
+    await eventually(lambda: _exists(tmp_path / "f.pid"), "the command to start")
+
+    async with connection(migrated_url) as conn:
+        cur = await conn.execute(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = %s",
+            [app],
+        )
+        killed = await cur.fetchone()
+    assert killed is not None and killed[0] >= 2  # the pool's connection(s) and the LISTEN connection
+    (tmp_path / "gate").touch()
+
+    [row] = await settled(migrated_url, new)
+    assert (row["status"], row["attempt"], row["worker_id"]) == ("done", 1, worker.worker_id)
+    later = await enqueue(
+        migrated_url, entry.catalog_id, "flaky", "start", [{"dir": str(tmp_path), "token": "f2"}]
+    )
+    [row] = await settled(migrated_url, later)
+    assert row["status"] == "done"
+    assert "database unreachable during reporting 1 command(s)" in worker.log()
+
+
+async def _exists(path: Path) -> bool:
+    return path.exists() and path.stat().st_size > 0
+
+
+async def _gone(pid: int) -> bool:
+    return not process_alive(pid)
+
+
+async def _logged(worker: WorkerProcess, text: str) -> bool:
+    return text in worker.log()
