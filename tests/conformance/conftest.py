@@ -2,8 +2,9 @@
 
 ``noetl_run(yaml_text, *args)`` writes the playbook to a temporary directory, runs
 ``python -m noetl run FILE --json --events events.jsonl *args`` in a subprocess and returns the
-exit code, the parsed outcome object (DECISIONS 25), the event log and stderr. The same cases
-will run against the distributed runtime by adding ``--runtime distributed``.
+exit code, the parsed outcome object (DECISIONS 25), the event log and stderr. Every test that
+uses it runs twice: on the local runtime, and with ``--runtime distributed`` against a real
+server and two worker processes (``distributed_cluster``), expecting the same outcome.
 
 ``http_server`` is a real HTTP server on 127.0.0.1 with scripted routes and a request counter.
 """
@@ -91,11 +92,16 @@ def _run(
 
 
 @pytest.fixture
-def noetl_run(tmp_path: Path) -> Runner:
+def noetl_run(tmp_path: Path, runtime: str, request: pytest.FixtureRequest) -> Runner:
+    """Runs a playbook with ``noetl run`` on the runtime this test instance is parametrised with."""
     counter = iter(range(1000))
+    extra: tuple[str, ...] = ()
+    if runtime == "distributed":
+        cluster = request.getfixturevalue("distributed_cluster")
+        extra = ("--runtime", "distributed", "--server-url", cluster.url)
 
     def run(text: str, *args: str, **kw: Any) -> RunResult:
-        return _run(tmp_path / f"run{next(counter)}", text, *args, **kw)
+        return _run(tmp_path / f"run{next(counter)}", text, *args, *extra, **kw)
 
     return run
 
@@ -167,3 +173,34 @@ def http_server() -> Iterator[_Server]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+# ---- both runtimes ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def distributed_cluster(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One server + 2 worker processes on a fresh database, shared by the conformance session."""
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    from support.cluster import running_cluster
+
+    name = f"t_conformance_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(pg_server_url)
+    url = urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+    try:
+        with running_cluster(url, tmp_path_factory.mktemp("conformance-cluster")) as cluster:
+            yield cluster
+    finally:
+        with psycopg.connect(pg_server_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["local", "distributed"])
+def runtime(request: pytest.FixtureRequest) -> str:
+    return str(request.param)

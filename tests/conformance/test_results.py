@@ -238,7 +238,7 @@ def test_postgres_results_and_bind_params(noetl_run, pg_database):
         tool:
           kind: postgres
           auth: pg_test
-          command: "create table people(id serial primary key, name text); insert into people(name) values (%s)"
+          command: "drop table if exists people; create table people(id serial primary key, name text); insert into people(name) values (%s)"
           params: ["{{ name }}"]
         next: {arcs: [{step: read}]}
       - step: read

@@ -12,9 +12,13 @@ import asyncio
 import base64
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import textwrap
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -245,7 +249,7 @@ async def test_unknown_things_are_404_with_a_reason(api: httpx.AsyncClient) -> N
         ("GET", "/api/executions/12345", None),
         ("GET", "/api/executions/12345/events", None),
         ("GET", "/api/executions/12345/status", None),
-        ("POST", "/api/executions/12345/cancel", {}),
+        ("POST", "/api/executions/12345/cancel", None),
         ("GET", "/api/replay/state?execution_id=12345", None),
         ("GET", "/api/credentials/nobody", None),
         ("DELETE", "/api/credentials/nobody", None),
@@ -481,3 +485,23 @@ async def test_real_server_process_serves_health_and_openapi(server_process: Any
         assert registered.status_code == 200 and registered.json()["version"] == 1
     proc.terminate()
     assert await asyncio.to_thread(proc.wait, 15) == 0
+
+
+async def test_server_process_without_its_database_exits_1_with_one_line(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "NOETL_DATABASE_URL": "postgresql://noetl@127.0.0.1:1/none?connect_timeout=5",
+        "NOETL_SERVER_PORT": str(server_fixtures.free_port()),
+        "NOETL_DATA_DIR": str(tmp_path),
+    }
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "noetl.server.main"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "error:" in done.stderr and "PostgreSQL unavailable" in done.stderr
+    assert "Traceback" not in done.stderr

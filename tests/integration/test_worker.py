@@ -8,6 +8,8 @@ that the test knows they started (and can check that they were stopped).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import secrets
 import signal
@@ -16,7 +18,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from noetl.engine import events as ev
+from noetl.runtime import loader
 from noetl.store import catalog, commands, credentials, crypto, db, ids, workers
 from noetl.store.ports import CatalogEntry, NewCommand
 
@@ -81,7 +86,7 @@ async def connection(url: str) -> AsyncIterator[db.Connection]:
 
 async def register(url: str, content: str) -> CatalogEntry:
     async with connection(url) as conn:
-        return await catalog.register(conn, content.split("path: ", 1)[1].split("}", 1)[0], content)
+        return await catalog.register(conn, loader.parse(content).path, content)
 
 
 async def enqueue(
@@ -404,3 +409,135 @@ async def _gone(pid: int) -> bool:
 
 async def _logged(worker: WorkerProcess, text: str) -> bool:
     return text in worker.log()
+
+
+CHILD = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: worker_child, path: tests/worker/child}
+workload: {n: 1}
+workflow:
+  - step: start
+    tool: {kind: python, input: {n: "{{ n }}"}, code: "result = {'doubled': n * 2}"}
+    next: {arcs: [{step: end}]}
+  - step: end
+    tool: {kind: python, input: {d: "{{ start.doubled }}"}, code: "result = {'final': d}"}
+"""
+
+PARENT = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: worker_parent, path: tests/worker/parent}
+workflow:
+  - step: start
+    tool: {kind: playbook, path: tests/worker/child, input: {n: 21}}
+    next: {arcs: [{step: chosen}]}
+  - step: chosen
+    tool: {kind: playbook, path: tests/worker/child, version: 1, input: {n: 5}, return_step: start}
+    next: {arcs: [{step: detached}]}
+  - step: detached
+    tool: {kind: playbook, path: tests/worker/child, async: true}
+"""
+
+ORPHAN = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: worker_orphan, path: tests/worker/orphan}
+workflow:
+  - step: start
+    tool: {kind: playbook, path: tests/worker/nowhere}
+"""
+
+
+async def test_sub_playbooks_run_as_child_executions(migrated_url: str, spawn_worker: Spawn) -> None:
+    from noetl.engine.state import fold
+    from noetl.runtime.orchestration import Orchestrator
+    from noetl.store import events, executions
+
+    await register(migrated_url, CHILD)
+    parent, orphan = await register(migrated_url, PARENT), await register(migrated_url, ORPHAN)
+    pool = await db.pool(migrated_url, 1, 4)
+    stop = asyncio.Event()
+    orchestrator = Orchestrator(pool)
+    serving = asyncio.create_task(_orchestrate(orchestrator, stop))
+    try:
+        spawn_worker(pools=["default"], concurrency=4)
+        parent_id = await orchestrator.start(parent, {})
+        orphan_id = await orchestrator.start(orphan, {})
+
+        async def finished() -> list[Any]:
+            async with connection(migrated_url) as conn:
+                found = [await executions.get(conn, i) for i in (parent_id, orphan_id)]
+            return found if all(row is not None and row.status != "RUNNING" for row in found) else []
+
+        done, failed = await eventually(finished, "both executions to finish")
+        async with connection(migrated_url) as conn:
+            state = fold(await events.read(conn, parent_id))
+            children = await executions.children(conn, parent_id)
+            detached_row = await executions.get(conn, int(state.results["detached"]["execution_id"]))
+    finally:
+        stop.set()
+        await serving
+        await pool.close()
+
+    assert done.status == "COMPLETED", done.error
+    assert state.results["start"] == {"final": 42}
+    assert state.results["chosen"] == {"doubled": 10}
+    assert state.results["detached"]["status"] == "RUNNING"
+    assert len(children) == 3 and int(state.results["detached"]["execution_id"]) in children
+    assert detached_row is not None and detached_row.parent_execution_id == parent_id
+    assert failed.status == "FAILED"
+    assert "tests/worker/nowhere" in json.dumps(failed.error)
+
+
+async def _orchestrate(orchestrator: Any, stop: asyncio.Event) -> None:
+    """Orchestration passes every 20 ms (the server's job, which these tests do not start)."""
+    while not stop.is_set():
+        await orchestrator.run_pass()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.02)
+
+
+async def test_a_worker_runs_in_process_until_stopped(migrated_url: str) -> None:
+    from noetl.worker import WorkerSettings, run_worker
+
+    entry = await register(migrated_url, SHELL)
+    settings = WorkerSettings(
+        migrated_url, pools=("inproc",), concurrency=2, poll_seconds=0.2, grace_seconds=1
+    )
+    stop = asyncio.Event()
+    running = asyncio.create_task(run_worker(settings, stop))
+    new = await enqueue(migrated_url, entry.catalog_id, "inproc", "start", [{"n": 7}])
+    [row] = await settled(migrated_url, new)
+    assert (row["status"], row["worker_id"]) == ("done", settings.worker_id)
+    assert row["outcome"][0]["data"]["result"]["stdout"] == "value-7\n"
+
+    stop.set()
+    await asyncio.wait_for(running, 10)
+    async with connection(migrated_url) as conn:
+        assert settings.worker_id not in {w["worker_id"] for w in await workers.list(conn)}
+
+
+def test_settings_come_from_the_environment_and_are_checked() -> None:
+    from noetl.errors import UsageError
+    from noetl.worker import WorkerSettings
+
+    env = {
+        "NOETL_DATABASE_URL": "postgresql://db/noetl",
+        "NOETL_WORKER_POOLS": "a, b",
+        "NOETL_WORKER_CONCURRENCY": "3",
+        "NOETL_WORKER_LEASE_SECONDS": "9",
+    }
+    settings = WorkerSettings.from_env(env, concurrency=5)
+    assert (settings.pools, settings.concurrency, settings.lease_seconds) == (("a", "b"), 5, 9.0)
+    assert settings.heartbeat_interval == 3.0
+    assert settings.worker_id != WorkerSettings.from_env(env).worker_id
+    assert WorkerSettings("postgresql://db", pools=("a,b", " c", "a")).pools == ("a", "b", "c")
+    for bad, reason in (
+        ({**env, "NOETL_WORKER_CONCURRENCY": "many"}, "NOETL_WORKER_CONCURRENCY"),
+        ({**env, "NOETL_WORKER_HEARTBEAT_SECONDS": "9"}, "shorter than lease_seconds"),
+        ({**env, "NOETL_WORKER_POOLS": " , "}, "at least one pool"),
+        ({"NOETL_WORKER_POOLS": "a"}, "NOETL_DATABASE_URL"),
+    ):
+        with pytest.raises(UsageError, match=reason):
+            WorkerSettings.from_env(bad)

@@ -54,7 +54,9 @@ class ServerUnreachable(NoetlError):
 class ApiError(NoetlError):
     """The server answered a request with an error; ``status`` and ``code`` say which."""
 
-    def __init__(self, message: str, *, status: int, code: str, detail: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int, code: str, detail: Mapping[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -76,7 +78,9 @@ class Conflict(ApiError):
 class Client:
     """Synchronous API client: ``with Client(url) as api: api.health()``."""
 
-    def __init__(self, base_url: str = DEFAULT_SERVER_URL, *, timeout: float = REQUEST_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self, base_url: str = DEFAULT_SERVER_URL, *, timeout: float = REQUEST_TIMEOUT_SECONDS
+    ) -> None:
         import httpx
 
         self.base_url = base_url.rstrip("/")
@@ -100,7 +104,9 @@ class Client:
 
     def register(self, content: str, kind: str = "Playbook") -> JSONObject:
         """``{path, version, catalog_id, kind, ...}`` of the new catalog entry."""
-        return self._request("POST", "/api/catalog/register", json={"content": content, "resource_type": kind})
+        return self._request(
+            "POST", "/api/catalog/register", json={"content": content, "resource_type": kind}
+        )
 
     def catalog(self, *, kind: str | None = None, path: str | None = None) -> list[JSONObject]:
         body = {"resource_type": kind, "path": path}
@@ -185,9 +191,9 @@ class Client:
         return self._request("POST", "/api/credentials", json=body)
 
     def credentials(self, *, kind: str | None = None, query: str | None = None) -> list[JSONObject]:
-        found: list[JSONObject] = self._request("GET", "/api/credentials", params=_params(type=kind, q=query))[
-            "credentials"
-        ]
+        found: list[JSONObject] = self._request(
+            "GET", "/api/credentials", params=_params(type=kind, q=query)
+        )["credentials"]
         return found
 
     def credential(self, name: str, *, include_data: bool = False) -> JSONObject:

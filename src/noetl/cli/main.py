@@ -8,12 +8,43 @@ means the playbook or the command line is invalid, 1 that an execution failed or
 from __future__ import annotations
 
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from noetl import __version__
 from noetl.errors import NoetlError
+
+if TYPE_CHECKING:
+    from noetl.cli.client import Client
+
+
+DEFAULT_SERVER_URL = "http://127.0.0.1:8082"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def server_url_option(command: F) -> F:
+    """``--server-url`` (``NOETL_SERVER_URL``) for every command that talks to the server."""
+    return click.option(
+        "--server-url",
+        envvar="NOETL_SERVER_URL",
+        show_envvar=True,
+        default=DEFAULT_SERVER_URL,
+        metavar="URL",
+        help="The NoETL server's base URL.",
+    )(command)
+
+
+def json_option(command: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(command)
+
+
+def client(url: str) -> Client:
+    from noetl.cli.client import Client
+
+    return Client(url)
 
 
 class _Group(click.Group):
@@ -44,7 +75,7 @@ def cli() -> None:
     type=click.Path(dir_okay=False),
     envvar="NOETL_CREDENTIALS_FILE",
     show_envvar=True,
-    help="YAML or JSON file: name -> {type, data}.",
+    help="YAML or JSON file: name -> {type, data} (distributed: stored on the server first).",
 )
 @click.option(
     "--catalog",
@@ -53,7 +84,7 @@ def cli() -> None:
     type=click.Path(file_okay=False),
     envvar="NOETL_CATALOG",
     show_envvar=True,
-    help="Directory searched for sub-playbooks (repeatable).",
+    help="Directory searched for sub-playbooks (repeatable; distributed: the ones called are registered).",
 )
 @click.option(
     "--events", "events_file", type=click.Path(dir_okay=False), help="Write the event log as JSON lines."
@@ -63,12 +94,13 @@ def cli() -> None:
 @click.option(
     "--runtime",
     "-r",
-    type=click.Choice(["local"]),
+    type=click.Choice(["local", "distributed"]),
     default="local",
     envvar="NOETL_RUNTIME",
     show_envvar=True,
-    help="Where to run.",
+    help="Where to run: this process, or a NoETL server and its workers.",
 )
+@server_url_option
 @click.option(
     "--max-parallel",
     type=click.IntRange(min=1),
@@ -95,10 +127,27 @@ def run(
     as_json: bool,
     strict: bool,
     runtime: str,
+    server_url: str,
     max_parallel: int,
     python_workers: int | None,
 ) -> None:
-    """Run PLAYBOOK in this process (no server, no database)."""
+    """Run PLAYBOOK in this process (no server, no database), or with --runtime distributed on a server."""
+    if runtime == "distributed":
+        from noetl.cli import distributed
+
+        sys.exit(
+            distributed.main(
+                playbook,
+                server_url=server_url,
+                sets=sets,
+                payload=payload,
+                credentials=credentials,
+                catalogs=catalogs,
+                events_file=events_file,
+                as_json=as_json,
+                strict=strict,
+            )
+        )
     from noetl.cli import run as run_cmd
 
     code = run_cmd.main(
@@ -156,6 +205,397 @@ def schema() -> None:
     from noetl.dsl import schema as dsl_schema
 
     click.echo(json.dumps(dsl_schema.json_schema(), indent=2))
+
+
+# ---- the server and its workers ---------------------------------------------------------------------
+
+DATABASE_URL_HELP = "PostgreSQL URL [default: the embedded PostgreSQL under the data directory]."
+DATA_DIR_HELP = "Where the embedded PostgreSQL and the credentials key live [default: the user data dir]."
+KEY_FILE_HELP = "File holding the base64 key that encrypts credentials (NOETL_ENCRYPTION_KEY gives the key)."
+
+
+def database_options(command: F) -> F:
+    command = click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False),
+        envvar="NOETL_DATA_DIR",
+        show_envvar=True,
+        help=DATA_DIR_HELP,
+    )(command)
+    return click.option(
+        "--database-url", metavar="URL", envvar="NOETL_DATABASE_URL", show_envvar=True, help=DATABASE_URL_HELP
+    )(command)
+
+
+@cli.group()
+def server() -> None:
+    """The NoETL server: HTTP API, orchestrator and lease reaper."""
+
+
+@server.command("start")
+@click.option(
+    "--host", default="127.0.0.1", envvar="NOETL_SERVER_HOST", show_envvar=True, help="Address to bind."
+)
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8082, envvar="NOETL_SERVER_PORT", show_envvar=True
+)
+@database_options
+@click.option(
+    "--encryption-key-file",
+    type=click.Path(dir_okay=False),
+    envvar="NOETL_ENCRYPTION_KEY_FILE",
+    show_envvar=True,
+    help=KEY_FILE_HELP,
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="info",
+    envvar="NOETL_LOG_LEVEL",
+    show_envvar=True,
+)
+def server_start(
+    host: str,
+    port: int,
+    database_url: str | None,
+    data_dir: str | None,
+    encryption_key_file: str | None,
+    log_level: str,
+) -> None:
+    """Serve the API until Ctrl-C or SIGTERM; migrates the database first."""
+    from noetl.cli import admin
+
+    admin.start_server(
+        host=host,
+        port=port,
+        database=database_url,
+        data=data_dir,
+        key_file=encryption_key_file,
+        log_level=log_level.lower(),
+    )
+
+
+@cli.group()
+def worker() -> None:
+    """Workers: processes that lease commands from the queue and run them."""
+
+
+@worker.command("start")
+@click.option(
+    "--pool",
+    "pools",
+    multiple=True,
+    metavar="NAME",
+    envvar="NOETL_WORKER_POOLS",
+    show_envvar=True,
+    help="Pool to take commands from (repeatable, or comma-separated) [default: default].",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=16,
+    envvar="NOETL_WORKER_CONCURRENCY",
+    show_envvar=True,
+    help="Commands run at the same time.",
+)
+@click.option(
+    "--lease",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    metavar="SECONDS",
+    envvar="NOETL_WORKER_LEASE_SECONDS",
+    show_envvar=True,
+    help="How long a claimed command stays ours without a heartbeat.",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    metavar="SECONDS",
+    envvar="NOETL_WORKER_GRACE_SECONDS",
+    show_envvar=True,
+    help="On SIGTERM, how long running commands may finish before they are released.",
+)
+@click.option(
+    "--name", envvar="NOETL_WORKER_NAME", show_envvar=True, help="Name shown in `noetl worker list`."
+)
+@click.option(
+    "--python-workers",
+    type=click.IntRange(min=1),
+    default=None,
+    envvar="NOETL_WORKER_PYTHON_WORKERS",
+    show_envvar=True,
+    help="Processes in the python tool pool [default: CPU count].",
+)
+@database_options
+@click.option(
+    "--encryption-key-file",
+    type=click.Path(dir_okay=False),
+    envvar="NOETL_ENCRYPTION_KEY_FILE",
+    show_envvar=True,
+    help=KEY_FILE_HELP,
+)
+def worker_start(
+    pools: tuple[str, ...],
+    concurrency: int,
+    lease: float,
+    grace: float,
+    name: str | None,
+    python_workers: int | None,
+    database_url: str | None,
+    data_dir: str | None,
+    encryption_key_file: str | None,
+) -> None:
+    """Run a worker until SIGTERM or Ctrl-C (a second one skips the grace period)."""
+    from noetl.cli import admin
+
+    names = tuple(part.strip() for item in pools for part in item.split(",") if part.strip())
+    code = admin.start_worker(
+        pools=names,
+        concurrency=concurrency,
+        lease=lease,
+        database=database_url,
+        data=data_dir,
+        name=name,
+        grace=grace,
+        python_workers=python_workers,
+        key_file=encryption_key_file,
+    )
+    sys.exit(code)
+
+
+@worker.command("list")
+@server_url_option
+@json_option
+def worker_list(server_url: str, as_json: bool) -> None:
+    """Workers registered with the server."""
+    from noetl.cli import remote
+
+    with client(server_url) as api:
+        remote.list_workers(api, as_json)
+
+
+@cli.group()
+def db() -> None:
+    """The NoETL database (NOETL_DATABASE_URL, or the embedded PostgreSQL)."""
+
+
+@db.command("init")
+@database_options
+@json_option
+def db_init(database_url: str | None, data_dir: str | None, as_json: bool) -> None:
+    """Create the schema (starting the embedded PostgreSQL if that is the one used)."""
+    from noetl.cli import admin
+
+    admin.db_init(database_url, data_dir, as_json)
+
+
+@db.command("migrate")
+@database_options
+@json_option
+def db_migrate(database_url: str | None, data_dir: str | None, as_json: bool) -> None:
+    """Apply pending schema migrations."""
+    from noetl.cli import admin
+
+    admin.db_migrate(database_url, data_dir, as_json)
+
+
+@db.command("status")
+@database_options
+@json_option
+def db_status(database_url: str | None, data_dir: str | None, as_json: bool) -> None:
+    """Show the schema version and pending migrations; exit 1 when some are pending."""
+    from noetl.cli import admin
+
+    sys.exit(admin.db_status(database_url, data_dir, as_json))
+
+
+# ---- talking to the server ---------------------------------------------------------------------------
+
+
+@cli.group()
+def catalog() -> None:
+    """Playbooks registered with the server, by path and version."""
+
+
+@catalog.command("register")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@server_url_option
+@json_option
+def catalog_register(files: tuple[str, ...], server_url: str, as_json: bool) -> None:
+    """Register playbook FILES; prints each one's path, version and catalog_id."""
+    from noetl.cli import remote
+
+    with client(server_url) as api:
+        remote.register(api, files, as_json)
+
+
+@catalog.command("list")
+@click.option("--path", help="Only the versions of this playbook path.")
+@server_url_option
+@json_option
+def catalog_list(path: str | None, server_url: str, as_json: bool) -> None:
+    """Every registered version of every playbook."""
+    from noetl.cli import remote
+
+    with client(server_url) as api:
+        remote.catalog_list(api, path, as_json)
+
+
+@catalog.command("get")
+@click.argument("path")
+@click.option("--version", type=click.IntRange(min=1), help="A version number [default: the latest].")
+@server_url_option
+@json_option
+def catalog_get(path: str, version: int | None, server_url: str, as_json: bool) -> None:
+    """Print the YAML of playbook PATH (with --json, the whole catalog entry)."""
+    from noetl.cli import remote
+
+    with client(server_url) as api:
+        remote.catalog_get(api, path, version, as_json)
+
+
+@cli.command("exec")
+@click.argument("path")
+@click.option("--version", type=click.IntRange(min=1), help="A version number [default: the latest].")
+@click.option(
+    "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set a workload key (YAML scalar or JSON)."
+)
+@click.option("--payload", "--workload", "payload", metavar="JSON", help="Workload keys as a JSON object.")
+@server_url_option
+@json_option
+def exec_command(
+    path: str, version: int | None, sets: tuple[str, ...], payload: str | None, server_url: str, as_json: bool
+) -> None:
+    """Start an execution of catalog playbook PATH; prints its execution id."""
+    from noetl.cli import remote
+    from noetl.cli.run import build_payload
+
+    data = build_payload(sets, payload)
+    with client(server_url) as api:
+        remote.start(api, path, version, data, as_json)
+
+
+@cli.command()
+@click.argument("execution_id")
+@server_url_option
+@json_option
+def status(execution_id: str, server_url: str, as_json: bool) -> None:
+    """Status, current step and progress of an execution."""
+    from noetl.cli import remote
+
+    with client(server_url) as api:
+        remote.status(api, execution_id, as_json)
+
+
+@cli.command()
+@click.argument("execution_id")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events until the execution ends.")
+@click.option("--since", type=click.IntRange(min=0), default=0, metavar="EVENT_ID", help="Only later events.")
+@click.option("--type", "event_type", metavar="EVENT_TYPE", help="Only events of this type.")
+@server_url_option
+@json_option
+def events(
+    execution_id: str, follow: bool, since: int, event_type: str | None, server_url: str, as_json: bool
+) -> None:
+    """The event log of an execution (JSON lines with --json)."""
+    from noetl.cli import remote
+
+    with client(server_url) as api:
+        remote.show_events(
+            api, execution_id, follow=follow, since=since, event_type=event_type, as_json=as_json
+        )
+
+
+@cli.command()
+@click.argument("execution_id")
+@click.option("--reason", help="Recorded with the cancellation.")
+@click.option("--no-cascade", is_flag=True, help="Leave the execution's child executions running.")
+@server_url_option
+@json_option
+def cancel(execution_id: str, reason: str | None, no_cascade: bool, server_url: str, as_json: bool) -> None:
+    """Cancel a running execution (and its child executions)."""
+    from noetl.cli import remote
+
+    with client(server_url) as api:
+        remote.cancel(api, execution_id, reason, not no_cascade, as_json)
+
+
+@cli.group()
+def executions() -> None:
+    """Executions known to the server."""
+
+
+@executions.command("list")
+@click.option(
+    "--status",
+    type=click.Choice(["RUNNING", "COMPLETED", "FAILED", "CANCELLED"], case_sensitive=False),
+    help="Only executions with this status.",
+)
+@click.option("--path", help="Only executions of this playbook path.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, help="At most this many.")
+@server_url_option
+@json_option
+def executions_list(status: str | None, path: str | None, limit: int, server_url: str, as_json: bool) -> None:
+    """The newest executions with their status."""
+    from noetl.cli import remote
+
+    with client(server_url) as api:
+        remote.list_executions(api, status, path, limit, as_json)
+
+
+@cli.group()
+def credential() -> None:
+    """Credentials stored (encrypted) by the server, used by tasks' `auth` and keychains."""
+
+
+@credential.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@server_url_option
+@json_option
+def credential_import(file: str, server_url: str, as_json: bool) -> None:
+    """Store every credential of FILE (the format of `noetl run --credentials`)."""
+    from noetl.cli import remote
+
+    with client(server_url) as api:
+        remote.import_credentials(api, file, as_json)
+
+
+@credential.command("list")
+@click.option("--type", "kind", help="Only credentials of this type.")
+@click.option("--query", "-q", help="Only names, descriptions or tags containing this text.")
+@server_url_option
+@json_option
+def credential_list(kind: str | None, query: str | None, server_url: str, as_json: bool) -> None:
+    """Names and types of the stored credentials (never their data)."""
+    from noetl.cli import remote
+
+    with client(server_url) as api:
+        remote.list_credentials(api, kind, query, as_json)
+
+
+@credential.command("get")
+@click.argument("name")
+@click.option("--include-data", is_flag=True, help="Include the decrypted secret data.")
+@server_url_option
+def credential_get(name: str, include_data: bool, server_url: str) -> None:
+    """Print credential NAME as JSON."""
+    from noetl.cli import remote
+
+    with client(server_url) as api:
+        remote.get_credential(api, name, include_data)
+
+
+@credential.command("delete")
+@click.argument("name")
+@server_url_option
+@json_option
+def credential_delete(name: str, server_url: str, as_json: bool) -> None:
+    """Delete credential NAME."""
+    from noetl.cli import remote
+
+    with client(server_url) as api:
+        remote.delete_credential(api, name, as_json)
 
 
 def main() -> None:

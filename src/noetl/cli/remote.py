@@ -36,7 +36,9 @@ def register(client: Client, files: Sequence[str], as_json: bool) -> None:
         if as_json:
             emit(entry)
         else:
-            click.echo(f"registered {entry['path']} version {entry['version']} (catalog_id {entry['catalog_id']})")
+            click.echo(
+                f"registered {entry['path']} version {entry['version']} (catalog_id {entry['catalog_id']})"
+            )
 
 
 def register_file(client: Client, file: str) -> JSONObject:
@@ -54,7 +56,9 @@ def catalog_list(client: Client, path: str | None, as_json: bool) -> None:
     if as_json:
         emit(entries)
         return
-    rows = [[e["path"], str(e["version"]), str(e["catalog_id"]), str(e.get("created_at") or "")] for e in entries]
+    rows = [
+        [e["path"], str(e["version"]), str(e["catalog_id"]), str(e.get("created_at") or "")] for e in entries
+    ]
     table(["PATH", "VERSION", "CATALOG_ID", "CREATED_AT"], rows)
 
 
@@ -89,9 +93,10 @@ def status(client: Client, execution_id: str, as_json: bool) -> None:
     progress = found.get("progress") or {}
     click.echo(f"execution {found['execution_id']} {found['status']}")
     click.echo(f"  current step: {found.get('current_step') or '-'}")
+    counts = {key: progress.get(f"{key}_steps", 0) for key in ("completed", "running", "failed", "total")}
     click.echo(
-        f"  steps: {progress.get('completed_steps', 0)} completed, {progress.get('running_steps', 0)} running, "
-        f"{progress.get('failed_steps', 0)} failed, of {progress.get('total_steps', 0)}"
+        f"  steps: {counts['completed']} completed, {counts['running']} running, {counts['failed']} failed, "
+        f"of {counts['total']}"
     )
     if found.get("error"):
         click.echo(f"  error: {json.dumps(found['error'], default=str)}")
@@ -103,7 +108,9 @@ def show_events(
     client: Client, execution_id: str, *, follow: bool, since: int, event_type: str | None, as_json: bool
 ) -> None:
     """``noetl events ID``: the log so far, or with ``follow`` until the execution ends."""
-    stream = follow_events(client, execution_id, since) if follow else read_events(client, execution_id, since)
+    stream = (
+        follow_events(client, execution_id, since) if follow else read_events(client, execution_id, since)
+    )
     for event in stream:
         if event_type is not None and event.get("event_type") != event_type:
             continue
@@ -185,7 +192,12 @@ def follow_events(client: Client, execution_id: str, since: int = 0) -> Iterator
 def event_line(event: Mapping[str, Any]) -> str:
     """``  12 10:41:07.123 command.completed   step  [command_id]  detail`` for people."""
     at = datetime.fromtimestamp(float(event.get("timestamp") or 0), tz=UTC).strftime("%H:%M:%S.%f")[:-3]
-    parts = [f"{event.get('event_id', 0):>5}", at, f"{event.get('event_type', ''):<26}", str(event.get("step") or "")]
+    parts = [
+        f"{event.get('event_id', 0):>5}",
+        at,
+        f"{event.get('event_type', ''):<26}",
+        str(event.get("step") or ""),
+    ]
     if event.get("command_id"):
         parts.append(f"[{event['command_id']}]")
     detail = event_detail(event.get("data") or {})
@@ -209,7 +221,9 @@ def event_detail(data: Mapping[str, Any]) -> str:
 def import_credentials(client: Client, file: str, as_json: bool) -> None:
     """``noetl credential import FILE``: store every credential of a ``--credentials`` file."""
     entries = credentials_file(file)
-    saved = [client.put_credential(name, str(entry["type"]), entry["data"]) for name, entry in entries.items()]
+    saved = [
+        client.put_credential(name, str(entry["type"]), entry["data"]) for name, entry in entries.items()
+    ]
     if as_json:
         emit(saved)
         return

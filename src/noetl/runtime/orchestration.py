@@ -249,42 +249,31 @@ class Orchestrator:
     # -- the loop ---------------------------------------------------------------------------------
 
     async def serve(self, url: str, stop: asyncio.Event, poll_interval: float = 1.0) -> None:
-        """Run passes when outcomes are reported (LISTEN ``noetl_results``), and every ``poll_interval``."""
-        wake = asyncio.Event()
-        pending: set[int] = set()
-        listener = asyncio.create_task(self._listen(url, pending, wake, stop))
-        try:
-            while not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), poll_interval)
-                wake.clear()
-                batch, full = set(pending), not pending
-                pending.clear()
-                try:
-                    await self.run_pass(None if full else batch)
-                except NoetlError as exc:
-                    log.error("orchestration pass failed: %s", exc)
-                except Exception:
-                    log.exception("orchestration pass failed")
-                    await asyncio.sleep(min(poll_interval, 1.0))
-        finally:
-            listener.cancel()
-            await asyncio.gather(listener, return_exceptions=True)
+        """Run passes when outcomes are reported (LISTEN ``noetl_results``) until ``stop`` is set.
 
-    async def _listen(self, url: str, pending: set[int], wake: asyncio.Event, stop: asyncio.Event) -> None:
+        Notified executions are handled at once; every ``poll_interval`` without notifications, and
+        at least every ``5 * poll_interval`` under load, a full scan picks up anything else (for
+        example commands the reaper failed). A lost connection is retried with backoff.
+        """
         delay = 0.1
         while not stop.is_set():
             try:
-                async for _channel, payload in db.listen(url, ["noetl_results"]):
+                async with db.listen(url, ["noetl_results"]) as notes:
                     delay = 0.1
-                    try:
-                        pending.add(int(payload))
-                    except ValueError:
-                        continue
-                    wake.set()
+                    await self.run_pass(None)  # whatever was reported while nobody listened
+                    last_scan = time.monotonic()
+                    while not stop.is_set():
+                        received = await notes.wait(poll_interval)
+                        ids = {int(p) for _, p in received if p.isdigit()}
+                        if not ids or time.monotonic() - last_scan > 5 * poll_interval:
+                            await self.run_pass(None)
+                            last_scan = time.monotonic()
+                        if ids:
+                            await self.run_pass(ids)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
-                log.warning("listen on noetl_results lost (%s); retrying in %.1fs", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            except Exception as exc:  # the database went away: keep serving once it is back
+                log.warning("orchestrator loop failed (%s); retrying in %.1fs", exc, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(delay * 2, 5.0)

@@ -9,10 +9,10 @@ reaper. On stop it signals both, waits up to ``shutdown_grace`` seconds, and clo
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-from collections.abc import AsyncIterator, Awaitable
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -67,22 +67,19 @@ def create_app(settings: ServerSettings) -> FastAPI:
     return app
 
 
-def _lifespan(settings: ServerSettings) -> Any:
+def _lifespan(settings: ServerSettings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        url = await database_url(settings)
-        if settings.migrate:
-            applied = await migrate.apply(url)
-            if applied:
-                log.info("applied migrations %s", applied)
-        pool = await db.pool(url, settings.pool_min_size, settings.pool_max_size)
+        ready = await prepare(settings)
+        assert ready.database_url is not None
+        pool = await db.pool(ready.database_url, ready.pool_min_size, ready.pool_max_size)
         try:
             context = ServerContext(
-                settings=settings,
-                database_url=url,
+                settings=ready,
+                database_url=ready.database_url,
                 pool=pool,
                 orchestrator=Orchestrator(pool),
-                cipher=credentials.cipher(settings),
+                cipher=credentials.cipher(ready),
                 playbooks=PlaybookCache(),
             )
             app.state.noetl = context
@@ -92,6 +89,20 @@ def _lifespan(settings: ServerSettings) -> Any:
             await pool.close()
 
     return lifespan
+
+
+async def prepare(settings: ServerSettings) -> ServerSettings:
+    """Find the database and bring its schema up to date; the settings to serve with.
+
+    ``serve`` calls this before the HTTP server starts, so a database that cannot be reached is a
+    one-line error rather than a failed lifespan; the lifespan then finds nothing left to do.
+    """
+    url = await database_url(settings)
+    if settings.migrate:
+        applied = await migrate.apply(url)
+        if applied:
+            log.info("applied schema migrations %s", applied)
+    return dataclasses.replace(settings, database_url=url, migrate=False)
 
 
 async def database_url(settings: ServerSettings) -> str:

@@ -9,6 +9,7 @@ The key is ``NOETL_ENCRYPTION_KEY`` (base64 of 32 bytes), else the key file name
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from noetl.server.settings import ServerSettings
 from noetl.store import credentials
 from noetl.store.crypto import Cipher
 
+log = logging.getLogger("noetl.server")
 router = APIRouter(prefix="/api/credentials", tags=["credentials"])
 
 KEY_FILE_NAME = "credentials.key"
@@ -78,7 +80,11 @@ async def delete(name: str, server: Server) -> dict[str, Any]:
 
 def cipher(settings: ServerSettings) -> Cipher:
     """The cipher for the configured key (see the module docstring for the order)."""
-    return Cipher.from_settings(settings.encryption_key, key_file(settings))
+    if settings.encryption_key:
+        return Cipher.from_settings(settings.encryption_key, None)
+    path = key_file(settings)
+    log.info("credentials are encrypted with the key in %s (workers need the same key)", path)
+    return Cipher.from_settings(None, path)
 
 
 def key_file(settings: ServerSettings) -> Path:

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from noetl.engine import events as ev
 from noetl.errors import UsageError
-from noetl.server.context import Server
+from noetl.server.context import Server, ServerContext
 from noetl.server.problems import NotFound
 from noetl.store import catalog, events, executions
 from noetl.store.ports import CatalogEntry
@@ -51,7 +51,7 @@ async def execute(body: ExecuteRequest, server: Server) -> dict[str, Any]:
     }
 
 
-async def _entry(server: Server, body: ExecuteRequest) -> CatalogEntry:
+async def _entry(server: ServerContext, body: ExecuteRequest) -> CatalogEntry:
     if body.catalog_id is None and not body.path:
         raise UsageError("give path (and optionally version) or catalog_id")
     version = None if body.version == "latest" else body.version

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import signal
@@ -27,14 +26,15 @@ def serve(settings: ServerSettings) -> None:
     """Serve the API until the process is told to stop; NoetlError if it could not start."""
     import uvicorn
 
-    from noetl.server.app import create_app, database_url
+    from noetl.server.app import create_app, prepare
     from noetl.store.db import redact
 
     _configure_logging(settings.log_level)
-    if not settings.database_url:
-        url = asyncio.run(database_url(settings))
-        print(f"noetl: using the embedded PostgreSQL at {redact(url)}", file=sys.stderr, flush=True)
-        settings = dataclasses.replace(settings, database_url=url)
+    embedded = not settings.database_url
+    settings = asyncio.run(prepare(settings))
+    assert settings.database_url is not None
+    if embedded:
+        print(f"noetl: using the embedded PostgreSQL at {redact(settings.database_url)}", file=sys.stderr)
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,

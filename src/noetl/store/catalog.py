@@ -22,7 +22,13 @@ async def register(
     conn: Connection, path: str, content: str, kind: str = "Playbook", meta: dict[str, Any] | None = None
 ) -> CatalogEntry:
     """Store ``content`` as the next version of ``path`` (version 1 for a new path)."""
-    params = {"catalog_id": ids.new_id(), "path": path, "kind": kind, "content": content, "meta": Jsonb(meta or {})}
+    params = {
+        "catalog_id": ids.new_id(),
+        "path": path,
+        "kind": kind,
+        "content": content,
+        "meta": Jsonb(meta or {}),
+    }
     # A savepoint when the caller has a transaction open; the path lock lasts until it commits.
     async with conn.transaction(), conn.cursor(row_factory=class_row(CatalogEntry)) as cur:
         await cur.execute(Q["lock_path"], {"path": path})
@@ -37,6 +43,7 @@ async def get(
     conn: Connection, catalog_id: int | None = None, path: str | None = None, version: int | None = None
 ) -> CatalogEntry | None:
     """The entry with ``catalog_id``, or the given (default: latest) ``version`` of ``path``."""
+    params: dict[str, object]
     if catalog_id is not None:
         query, params = Q["by_id"], {"catalog_id": catalog_id}
     elif path is not None and version is not None:
@@ -51,7 +58,9 @@ async def get(
 
 
 @wrap
-async def list(conn: Connection, kind: str | None = None, path: str | None = None) -> builtins.list[CatalogEntry]:
+async def list(
+    conn: Connection, kind: str | None = None, path: str | None = None
+) -> builtins.list[CatalogEntry]:
     """Every entry (every version), optionally of one kind or one path, ordered by path and version."""
     async with conn.cursor(row_factory=class_row(CatalogEntry)) as cur:
         await cur.execute(Q["list"], {"kind": kind, "path": path})

@@ -52,7 +52,12 @@ async def claim(
     """Lease up to ``limit`` ready commands of ``pools``, highest priority then oldest first."""
     if limit <= 0 or not pools:
         return []
-    params = {"worker_id": worker_id, "pools": list(pools), "limit": limit, "lease_seconds": float(lease_seconds)}
+    params = {
+        "worker_id": worker_id,
+        "pools": list(pools),
+        "limit": limit,
+        "lease_seconds": float(lease_seconds),
+    }
     async with conn.cursor(row_factory=class_row(Lease)) as cur:
         await cur.execute(Q["claim"], params, prepare=True)
         return await cur.fetchall()

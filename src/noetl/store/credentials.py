@@ -73,7 +73,9 @@ async def get(
 
 
 @wrap
-async def list(conn: Connection, type: str | None = None, q: str | None = None) -> builtins.list[dict[str, Any]]:
+async def list(
+    conn: Connection, type: str | None = None, q: str | None = None
+) -> builtins.list[dict[str, Any]]:
     """Credential records (never data) by name, optionally of one type or matching text ``q``."""
     pattern = f"%{escape_like(q)}%" if q else None
     async with conn.cursor(row_factory=dict_row) as cur:

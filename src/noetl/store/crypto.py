@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -113,9 +114,7 @@ def create_key_file(path: Path) -> None:
             out.write(new_key() + "\n")
             out.flush()
             os.fsync(out.fileno())
-        try:
+        with contextlib.suppress(FileExistsError):  # another process created it first: use theirs
             os.link(temporary, path)
-        except FileExistsError:
-            pass  # another process created it first; use theirs
     finally:
         temporary.unlink(missing_ok=True)

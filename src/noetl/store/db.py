@@ -8,8 +8,8 @@ a transaction are delivered when it commits.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Sequence
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import aclosing, asynccontextmanager
 from types import TracebackType
 from typing import Any, TypeAlias
 
@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from noetl.store.errors import translated
+from noetl.store.errors import StoreError, translated
 
 Connection: TypeAlias = psycopg.AsyncConnection[Any]
 """Any psycopg async connection; store functions choose their own row factory per cursor."""
@@ -84,18 +84,17 @@ class Listener:
         self._conn = conn
 
     async def wait(self, timeout: float) -> list[tuple[str, str]]:
-        """The notifications that arrive within ``timeout`` seconds: all pending ones, else the first
-        batch, else none (the polling fallback's tick)."""
-        await self.start()
-        assert self._conn is not None
+        """Notifications within ``timeout`` seconds: returns as soon as some arrive (with any others
+        already received), or an empty list when the time is up (the polling fallback's tick)."""
+        conn = await self._connection()
         received: list[tuple[str, str]] = []
-        with translated("waiting for notifications"):
-            async with aclosing(self._conn.notifies(timeout=timeout, stop_after=1)) as notes:
-                async for note in notes:
-                    received.append((note.channel, note.payload))
+        async with self._dropping_on_error(), aclosing(conn.notifies(timeout=timeout, stop_after=1)) as notes:
+            async for note in notes:
+                received.append((note.channel, note.payload))
         return received
 
     async def close(self) -> None:
+        """Close the connection (idempotent); a later call subscribes again on a new one."""
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await conn.close()
@@ -113,12 +112,26 @@ class Listener:
         return self._iterate()
 
     async def _iterate(self) -> AsyncGenerator[tuple[str, str], None]:
+        conn = await self._connection()
+        async with self._dropping_on_error(), aclosing(conn.notifies()) as notes:
+            async for note in notes:
+                yield note.channel, note.payload
+
+    async def _connection(self) -> Connection:
         await self.start()
         assert self._conn is not None
-        with translated("waiting for notifications"):
-            async with aclosing(self._conn.notifies()) as notes:
-                async for note in notes:
-                    yield note.channel, note.payload
+        return self._conn
+
+    @asynccontextmanager
+    async def _dropping_on_error(self) -> AsyncIterator[None]:
+        """Translate driver errors, and forget a broken connection so the next call reconnects
+        (notifications sent in between are lost: callers poll once after an error)."""
+        try:
+            with translated("waiting for notifications"):
+                yield
+        except StoreError:
+            await self.close()
+            raise
 
 
 def redact(url: str) -> str:

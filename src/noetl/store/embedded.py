@@ -9,8 +9,11 @@ NoETL's tables live in a database named ``noetl`` inside it.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
+import time
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -29,6 +32,13 @@ def default_dir() -> Path:
     return Path(platformdirs.user_data_dir("noetl")) / "pg"
 
 
+def key_file(data_dir: Path | None = None) -> Path:
+    """Where the embedded setup keeps its credential encryption key: ``encryption.key`` beside the
+    database directory (``<user data dir>/noetl/encryption.key`` by default), outside PostgreSQL's
+    own files. ``crypto.Cipher.from_settings(None, key_file())`` creates it on first use."""
+    return (data_dir or default_dir()).expanduser().resolve().parent / "encryption.key"
+
+
 def ensure(data_dir: Path | None = None) -> str:
     """Start the embedded server if it is not running; returns the URL of its ``noetl`` database."""
     pgdata = (data_dir or default_dir()).expanduser().resolve()
@@ -43,21 +53,26 @@ def ensure(data_dir: Path | None = None) -> str:
     return str(server.get_uri(DATABASE))
 
 
-def stop(data_dir: Path | None = None) -> bool:
-    """Shut the embedded server down (fast: open sessions are ended); False if it was not running."""
-    pgserver = load_pgserver()
+def stop(data_dir: Path | None = None, timeout: float = 30.0) -> bool:
+    """Shut the embedded server down (fast mode: open sessions end); False if it was not running."""
+    load_pgserver()
     from pgserver.utils import PostmasterInfo
 
     pgdata = (data_dir or default_dir()).expanduser().resolve()
+    pid_file = pgdata / "postmaster.pid"
     info = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
     if info is None or not info.is_running():
         return False
-    # pgserver runs the server as the unprivileged user "pgserver" when we are root.
-    user = "pgserver" if os.name == "posix" and os.geteuid() == 0 else None
+    # What `pg_ctl stop -m fast` does, without running pg_ctl as pgserver's service user when we are root.
     try:
-        pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise StoreUnavailable(f"could not stop the embedded PostgreSQL in {pgdata}: {exc}") from exc
+        os.kill(info.pid, signal.SIGINT)
+    except ProcessLookupError:
+        return True  # it stopped by itself in between
+    deadline = time.monotonic() + timeout
+    while pid_file.exists():  # the postmaster removes it as the last step of shutting down
+        if time.monotonic() > deadline:
+            raise StoreUnavailable(f"the embedded PostgreSQL in {pgdata} did not stop within {timeout:g}s")
+        time.sleep(0.02)
     return True
 
 
@@ -71,10 +86,8 @@ def create_database(server_url: str) -> None:
     with translated("creating the noetl database"), psycopg.connect(server_url, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE]).fetchone()
         if exists is None:
-            try:
+            with contextlib.suppress(psycopg.errors.DuplicateDatabase):  # another process was first
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
-            except psycopg.errors.DuplicateDatabase:
-                pass  # another process created it in between
 
 
 def load_pgserver() -> ModuleType:

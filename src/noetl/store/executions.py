@@ -104,7 +104,7 @@ async def update(
     status: str,
     last_event_id: int,
     result: JSON | Unset = UNSET,
-    error: dict[str, JSON] | None | Unset = UNSET,
+    error: dict[str, JSON] | Unset | None = UNSET,
 ) -> bool:
     """Move the projection forward; ``completed_at`` is set when ``status`` leaves RUNNING.
     ``result`` and ``error`` change only when given. False if there is no such execution."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, LiteralString, cast
+from typing import Any, LiteralString
 
 from noetl.store import db, queries
 from noetl.store.errors import StoreError, translated
@@ -30,7 +30,7 @@ class Migration:
 
     def sql(self) -> LiteralString:
         # Shipped inside the package: as trusted as a literal in the code.
-        return cast(LiteralString, self.path.read_text(encoding="utf-8"))
+        return self.path.read_text(encoding="utf-8")
 
 
 def available() -> list[Migration]:

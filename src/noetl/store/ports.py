@@ -1,15 +1,16 @@
 """The store's ports: what the server, the orchestrator and workers need from PostgreSQL.
 
-These Protocols are the contract between the layers above and ``noetl.store.pg`` (the
-PostgreSQL adapter). All methods are async and take an open connection or run their own short
-transaction as documented. Ids: execution and catalog ids are 64-bit integers (strings in JSON);
+The dataclasses are what the PostgreSQL adapter (the modules ``noetl.store.catalog``,
+``commands``, ``events``, ... : async functions taking an open connection first) reads and writes.
+The Protocols describe the same operations bound to a connection source, for an in-memory
+adapter or a remote (HTTP) one. Ids: execution and catalog ids are 64-bit integers (strings in JSON);
 command ids are the engine's ``"<execution_id>:<n>"`` strings; event ids are per-execution
 sequence numbers (1, 2, 3, ...) assigned when the orchestrator appends them.
 
 Queue states of a command: ``ready`` -> ``leased`` -> ``done`` | ``failed`` (the worker reported)
 -> recorded by the orchestrator; ``cancelled`` when the execution is cancelled. A lease that
-expires sends the command back to ``ready`` with ``attempt + 1``, or to ``failed`` after
-``max_attempts``.
+expires sends the command back to ``ready`` (its next claim is ``attempt + 1``), or to ``failed``
+after ``max_attempts``.
 """
 
 from __future__ import annotations

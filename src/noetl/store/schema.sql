@@ -72,7 +72,7 @@ CREATE INDEX event_type_idx ON noetl.event (execution_id, event_type);
 
 -- The command queue. ready -> leased -> done | failed (reported) -> recorded; or cancelled.
 CREATE TABLE noetl.command (
-    seq bigserial UNIQUE,                           -- age order for claims
+    seq bigserial NOT NULL,                         -- age order for claims
     command_id text PRIMARY KEY,                    -- "<execution_id>:<n>", assigned by the engine
     execution_id bigint NOT NULL,
     catalog_id bigint,
@@ -100,8 +100,10 @@ CREATE INDEX command_unrecorded_idx ON noetl.command (execution_id)
     WHERE status IN ('done', 'failed') AND NOT recorded;
 -- The reaper's scan for expired leases.
 CREATE INDEX command_lease_idx ON noetl.command (lease_until) WHERE status = 'leased';
--- Live work of an execution (cancellation, the watchdog).
-CREATE INDEX command_active_idx ON noetl.command (execution_id) WHERE status IN ('ready', 'leased');
+-- Deliberately no more indexes: every claim, report and record writes a new row version into each
+-- index whose predicate it matches (a status change is never a HOT update), and this is the hot path.
+-- seq needs no unique index (a sequence does not repeat), and an execution's live commands are found
+-- through claim_idx and lease_idx, which hold only the queue, not the history.
 
 -- Credentials: data_encrypted is AES-256-GCM envelope ciphertext (noetl.store.crypto), never plain.
 CREATE TABLE noetl.credential (

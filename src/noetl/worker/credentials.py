@@ -22,12 +22,18 @@ if TYPE_CHECKING:
 
 
 def cipher_from(settings: WorkerSettings) -> Cipher | None:
-    """The cipher for the configured key (base64 text, or a key file); None when none is configured."""
-    if not settings.encryption_key_b64 and not settings.encryption_key_file:
-        return None
+    """The cipher for the configured key (base64 text, or a key file), else for the key file of an
+    embedded server on this machine; None when there is none."""
     from noetl.store.crypto import Cipher
 
     key_file = Path(settings.encryption_key_file) if settings.encryption_key_file else None
+    if not settings.encryption_key_b64 and key_file is None:
+        # the embedded default: the key file a server on this machine created beside its data
+        from noetl.store.embedded import default_dir
+
+        key_file = default_dir().parent / "credentials.key"
+        if not key_file.exists():
+            return None
     return Cipher.from_settings(settings.encryption_key_b64, key_file)
 
 

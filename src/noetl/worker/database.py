@@ -84,12 +84,10 @@ class Database:
 
     async def open(self, give_up: asyncio.Event) -> None:
         """Open the pool, retrying while the database is unreachable (DatabaseUnavailable on ``give_up``)."""
-        from noetl.store import db
-
         backoff = Backoff()
         while self._pool is None:
             try:
-                self._pool = await db.pool(self.url, 1, self.max_size, timeout=POOL_TIMEOUT)
+                self._pool = await self._open_pool(give_up)
             except Exception as exc:
                 if not is_connection_error(exc):
                     raise
@@ -97,6 +95,20 @@ class Database:
                 log.warning("database unreachable (%s); retrying in %.1f s", exc, delay)
                 if await _wait(give_up, delay):
                     raise DatabaseUnavailable("gave up waiting for the database") from exc
+
+    async def _open_pool(self, give_up: asyncio.Event) -> AsyncConnectionPool[Connection]:
+        """One attempt to open the pool, abandoned as soon as ``give_up`` is set."""
+        from noetl.store import db
+
+        opening = asyncio.create_task(db.pool(self.url, 1, self.max_size, timeout=POOL_TIMEOUT))
+        stopping = asyncio.create_task(give_up.wait())
+        await asyncio.wait({opening, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not opening.done():
+            opening.cancel()
+            await asyncio.gather(opening, return_exceptions=True)
+            raise DatabaseUnavailable("gave up waiting for the database")
+        return opening.result()
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None

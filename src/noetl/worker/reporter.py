@@ -46,9 +46,6 @@ class Reporter:
         self._idle.clear()
         self._ready.set()
 
-    def pending_ids(self) -> list[str]:
-        return list(self._pending)
-
     def drop(self, lease: Lease) -> bool:
         """Forget the pending report of ``lease`` (known lost); True if there was one."""
         report = self._pending.get(lease.command_id)
@@ -61,8 +58,8 @@ class Reporter:
 
     async def flush(self, deadline: float) -> bool:
         """Wait until every pending report is sent, giving up at ``deadline`` (loop clock)."""
-        self._deadline = deadline
-        self._ready.set()  # wake a sender waiting out a backoff so that it sees the deadline
+        self._deadline = deadline  # from now on a report that cannot get through is given up at the deadline
+        self._ready.set()
         remaining = deadline - asyncio.get_running_loop().time()
         try:
             await asyncio.wait_for(self._idle.wait(), max(remaining, 0.0))

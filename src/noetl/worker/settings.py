@@ -66,9 +66,10 @@ class WorkerSettings:
     def __post_init__(self) -> None:
         if not self.database_url:
             raise UsageError("the worker needs a database URL: pass --database-url or set NOETL_DATABASE_URL")
-        if isinstance(self.pools, str):  # a single name passed where a sequence was meant
-            object.__setattr__(self, "pools", (self.pools,))
-        object.__setattr__(self, "pools", tuple(p for p in self.pools if p))
+        names = (self.pools,) if isinstance(self.pools, str) else self.pools
+        # "a,b" is two pools, as in NOETL_WORKER_POOLS; blanks are dropped.
+        pools = tuple(part.strip() for name in names for part in name.split(",") if part.strip())
+        object.__setattr__(self, "pools", tuple(dict.fromkeys(pools)))
         if not self.pools:
             raise UsageError("the worker needs at least one pool name (--pool / NOETL_WORKER_POOLS)")
         _positive("concurrency", self.concurrency)

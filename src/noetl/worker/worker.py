@@ -169,10 +169,15 @@ class Worker:
         from noetl.store.db import COMMANDS_CHANNEL
 
         pools = set(self.settings.pools)
-        async with contextlib.aclosing(self.database.notifications(COMMANDS_CHANNEL, stop)) as notes:
-            async for pool in notes:
-                if not pool or pool in pools:
-                    self._wake.set()
+        try:
+            async with contextlib.aclosing(self.database.notifications(COMMANDS_CHANNEL, stop)) as notes:
+                async for pool in notes:
+                    if not pool or pool in pools:
+                        self._wake.set()
+        except Exception:
+            log.exception(
+                "notifications unavailable; claiming every %g s instead", self.settings.poll_seconds
+            )
 
     async def _wake_on(self, stop: asyncio.Event) -> None:
         await stop.wait()

@@ -42,7 +42,9 @@ async def test_list_filters_by_kind_and_path(conn: Connection) -> None:
     assert await catalog.list(conn, kind="Workbook", path="demo/a") == []
 
 
-async def test_concurrent_registrations_of_one_path_get_distinct_versions(store_url: str, conn: Connection) -> None:
+async def test_concurrent_registrations_of_one_path_get_distinct_versions(
+    store_url: str, conn: Connection
+) -> None:
     connections = [await db.connect(store_url) for _ in range(4)]
     try:
         entries = await asyncio.gather(*(catalog.register(c, "demo/race", YAML) for c in connections))

@@ -32,7 +32,7 @@ def test_encrypt_round_trips_and_is_randomised(cipher: Cipher) -> None:
 def test_any_altered_byte_fails_authentication(cipher: Cipher, position: int) -> None:
     sealed = bytearray(cipher.encrypt(b"secret data", b"pg"))
     sealed[position] ^= 0x01
-    with pytest.raises(CredentialError, match="failed authentication|unknown format"):
+    with pytest.raises(CredentialError, match=r"failed authentication|unknown format"):
         cipher.decrypt(bytes(sealed), b"pg")
 
 
@@ -85,7 +85,12 @@ async def test_put_get_list_delete(conn: Connection, cipher: Cipher) -> None:
 
     plain = await credentials.get(conn, "pg")
     assert plain is not None and "data" not in plain
-    assert (plain["type"], plain["meta"], plain["description"], plain["tags"]) == ("postgres", {"team": "a"}, "main db", ["prod"])
+    assert (plain["type"], plain["meta"], plain["description"], plain["tags"]) == (
+        "postgres",
+        {"team": "a"},
+        "main db",
+        ["prod"],
+    )
     full = await credentials.get(conn, "pg", include_data=True, cipher=cipher)
     assert full is not None and full["data"] == data
     with pytest.raises(CredentialError, match="needs the encryption key"):

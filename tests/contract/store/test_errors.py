@@ -31,7 +31,7 @@ async def test_unreachable_database_is_unavailable() -> None:
 async def test_duplicate_command_id_is_a_conflict(conn: Connection) -> None:
     command = NewCommand("1:1", 1, None, "s", None, {})
     await commands.insert(conn, [command])
-    with pytest.raises(StoreConflict, match="commands.insert"):
+    with pytest.raises(StoreConflict, match=r"commands\.insert"):
         await commands.insert(conn, [command])
 
 
@@ -47,3 +47,19 @@ async def test_other_refusals_are_store_errors(conn: Connection) -> None:
         await events.read(conn, 1, limit=-1)
     assert type(caught.value) is StoreError and caught.value.http_status == 500
     assert "LIMIT" in str(caught.value) and caught.value.sqlstate is not None
+
+
+async def test_pool_hands_out_autocommit_connections(store_url: str) -> None:
+    pool = await db.pool(store_url, min_size=1, max_size=2)
+    try:
+        async with pool.connection() as conn:
+            assert conn.autocommit
+            assert await commands.depth(conn) == {}
+    finally:
+        await pool.close()
+
+
+async def test_pool_to_an_unreachable_database_is_unavailable() -> None:
+    url = f"postgresql://postgres@127.0.0.1:{closed_port()}/noetl?connect_timeout=1"
+    with pytest.raises(StoreUnavailable, match="opening a pool"):
+        await db.pool(url, timeout=0.5)

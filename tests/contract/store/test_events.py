@@ -24,12 +24,16 @@ def sample() -> list[Event]:
 
 async def test_appended_events_read_back_equal_with_ids(conn: Connection) -> None:
     await events.append(conn, EXECUTION, 1, sample())
-    later = [Event("call.done", "start", f"{EXECUTION}:1", MappingProxyType({"result": [1, 2]}), 1_700_000_002.0)]
+    later = [
+        Event("call.done", "start", f"{EXECUTION}:1", MappingProxyType({"result": [1, 2]}), 1_700_000_002.0)
+    ]
     await events.append(conn, EXECUTION, 4, later)
     await events.append(conn, EXECUTION + 1, 1, sample()[:1])
 
     read = await events.read(conn, EXECUTION)
-    expected = [Event(e.name, e.step, e.command_id, dict(e.data), e.at, i) for i, e in enumerate(sample() + later, 1)]
+    expected = [
+        Event(e.name, e.step, e.command_id, dict(e.data), e.at, i) for i, e in enumerate(sample() + later, 1)
+    ]
     assert read == expected
     assert read[0].at == 1_700_000_000.123456
     assert await events.count(conn, EXECUTION) == 4

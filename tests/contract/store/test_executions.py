@@ -33,7 +33,9 @@ async def test_list_filters_newest_first(conn: Connection) -> None:
     assert ids(await executions.list(conn, limit=1, offset=1)) == [2]
 
 
-async def test_lock_skips_rows_another_transaction_holds_and_finished_ones(conn: Connection, other: Connection) -> None:
+async def test_lock_skips_rows_another_transaction_holds_and_finished_ones(
+    conn: Connection, other: Connection
+) -> None:
     for n in (1, 2, 3):
         await executions.create(conn, n, None, "p", {})
     await executions.update(conn, 3, status="FAILED", last_event_id=1)
@@ -51,9 +53,15 @@ async def test_update_moves_status_and_keeps_what_is_not_given(conn: Connection)
     await executions.create(conn, 1, None, "p", {})
     assert await executions.update(conn, 1, status="RUNNING", last_event_id=3, result={"partial": True})
     row = await executions.get(conn, 1)
-    assert row is not None and (row.last_event_id, row.result, row.completed_at) == (3, {"partial": True}, None)
+    assert row is not None and (row.last_event_id, row.result, row.completed_at) == (
+        3,
+        {"partial": True},
+        None,
+    )
 
-    assert await executions.update(conn, 1, status="FAILED", last_event_id=9, error={"kind": "tool", "message": "x"})
+    assert await executions.update(
+        conn, 1, status="FAILED", last_event_id=9, error={"kind": "tool", "message": "x"}
+    )
     row = await executions.get(conn, 1)
     assert row is not None
     assert (row.status, row.last_event_id, row.result) == ("FAILED", 9, {"partial": True})

@@ -7,11 +7,14 @@ it: whatever the change sent has then arrived, with no sleeping and no guessing 
 from __future__ import annotations
 
 import time
-from contextlib import aclosing
 import uuid
+from contextlib import aclosing
+
+import pytest
 
 from noetl.store import commands, db, executions
 from noetl.store.db import COMMANDS_CHANNEL, RESULTS_CHANNEL, Connection, Listener
+from noetl.store.errors import StoreUnavailable
 from noetl.store.ports import NewCommand
 
 DEADLINE = 10.0
@@ -52,7 +55,9 @@ async def test_insert_notifies_each_pool_once_when_the_batch_commits(
         ]
 
 
-async def test_report_notifies_results_and_release_notifies_commands(store_url: str, conn: Connection) -> None:
+async def test_report_notifies_results_and_release_notifies_commands(
+    store_url: str, conn: Connection
+) -> None:
     await commands.insert(conn, [command(1, "a"), command(2, "a", execution=8002), command(3, "b")])
     leases = await commands.claim(conn, "w1", ["a", "b"], 3, 30.0)
     async with db.listen(store_url, [COMMANDS_CHANNEL, RESULTS_CHANNEL]) as listener:
@@ -67,7 +72,9 @@ async def test_report_notifies_results_and_release_notifies_commands(store_url: 
 
 async def test_reap_and_cancel_request_notify(store_url: str, conn: Connection) -> None:
     await executions.create(conn, 8003, None, "p", {})
-    await commands.insert(conn, [command(1, "a"), NewCommand("8001:2", 8001, None, "s", None, {}, max_attempts=1)])
+    await commands.insert(
+        conn, [command(1, "a"), NewCommand("8001:2", 8001, None, "s", None, {}, max_attempts=1)]
+    )
     await commands.claim(conn, "w1", ["a", "default"], 2, 30.0)
     await conn.execute("UPDATE noetl.command SET lease_until = now() - interval '1 second'")
     async with db.listen(store_url, [COMMANDS_CHANNEL, RESULTS_CHANNEL]) as listener:
@@ -87,3 +94,17 @@ async def test_iterating_a_listener_yields_channel_and_payload(store_url: str, c
             async for note in notes:
                 assert note == (RESULTS_CHANNEL, "42")
                 break
+
+
+async def test_a_listener_that_lost_its_connection_subscribes_again(store_url: str, conn: Connection) -> None:
+    async with db.listen(store_url, [RESULTS_CHANNEL]) as listener:
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()"
+        )
+        with pytest.raises(StoreUnavailable):
+            deadline = time.monotonic() + DEADLINE
+            while time.monotonic() < deadline:
+                await listener.wait(deadline - time.monotonic())
+        await listener.start()  # a fresh connection, subscribed again
+        assert await received_until(listener, await mark(conn, RESULTS_CHANNEL)) == []

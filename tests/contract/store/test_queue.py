@@ -13,7 +13,9 @@ EXECUTION = 7001
 LEASE = 30.0
 
 
-def command(n: int, *, pool: str = "default", priority: int = 0, max_attempts: int = 3, execution: int = EXECUTION) -> NewCommand:
+def command(
+    n: int, *, pool: str = "default", priority: int = 0, max_attempts: int = 3, execution: int = EXECUTION
+) -> NewCommand:
     return NewCommand(
         command_id=f"{execution}:{n}",
         execution_id=execution,
@@ -39,7 +41,9 @@ async def row(conn: Connection, command_id: str) -> dict[str, Any]:
     )
     found = await cur.fetchone()
     assert found is not None
-    return dict(zip(["status", "attempt", "worker_id", "outcome", "recorded", "lease_until"], found, strict=True))
+    return dict(
+        zip(["status", "attempt", "worker_id", "outcome", "recorded", "lease_until"], found, strict=True)
+    )
 
 
 async def expire(conn: Connection, *command_ids: str) -> None:
@@ -66,17 +70,25 @@ async def test_claim_takes_highest_priority_then_oldest_and_fills_the_lease(conn
 
 async def test_claim_only_from_the_workers_pools_and_only_when_available(conn: Connection) -> None:
     await commands.insert(conn, [command(1, pool="a"), command(2, pool="b"), command(3, pool="c")])
-    await conn.execute("UPDATE noetl.command SET available_at = now() + interval '1 hour' WHERE command_id = '7001:2'")
+    await conn.execute(
+        "UPDATE noetl.command SET available_at = now() + interval '1 hour' WHERE command_id = '7001:2'"
+    )
     assert await commands.depth(conn) == {"a": 1, "b": 1, "c": 1}
     claimed = await commands.claim(conn, "w1", ["a", "b"], 10, LEASE)
     assert [lease.command_id for lease in claimed] == ["7001:1"]
-    await conn.execute("UPDATE noetl.command SET available_at = now() - interval '1 second' WHERE command_id = '7001:2'")
-    assert [lease.command_id for lease in await commands.claim(conn, "w1", ["a", "b"], 10, LEASE)] == ["7001:2"]
+    await conn.execute(
+        "UPDATE noetl.command SET available_at = now() - interval '1 second' WHERE command_id = '7001:2'"
+    )
+    assert [lease.command_id for lease in await commands.claim(conn, "w1", ["a", "b"], 10, LEASE)] == [
+        "7001:2"
+    ]
     assert await commands.claim(conn, "w1", [], 10, LEASE) == []
     assert await commands.depth(conn) == {"c": 1}
 
 
-async def test_rows_locked_by_an_open_claim_are_skipped_not_waited_for(conn: Connection, other: Connection) -> None:
+async def test_rows_locked_by_an_open_claim_are_skipped_not_waited_for(
+    conn: Connection, other: Connection
+) -> None:
     await commands.insert(conn, [command(n) for n in range(10)])
     async with conn.transaction():
         mine = await commands.claim(conn, "w1", ["default"], 3, LEASE)
@@ -103,16 +115,24 @@ async def test_concurrent_claimers_never_get_the_same_command(conn: Connection, 
 async def test_report_records_once_and_only_for_the_current_lease(conn: Connection) -> None:
     await commands.insert(conn, [command(1), command(2)])
     lease, second = await commands.claim(conn, "w1", ["default"], 2, LEASE)
-    assert not await commands.report(conn, "w2", lease.command_id, lease.attempt, True, outcome(lease.command_id))
-    assert not await commands.report(conn, "w1", lease.command_id, lease.attempt + 1, True, outcome(lease.command_id))
+    assert not await commands.report(
+        conn, "w2", lease.command_id, lease.attempt, True, outcome(lease.command_id)
+    )
+    assert not await commands.report(
+        conn, "w1", lease.command_id, lease.attempt + 1, True, outcome(lease.command_id)
+    )
     assert await commands.report(conn, "w1", lease.command_id, lease.attempt, True, outcome(lease.command_id))
     done = await row(conn, lease.command_id)
     assert (done["status"], done["outcome"], done["lease_until"]) == ("done", outcome(lease.command_id), None)
 
-    assert not await commands.report(conn, "w1", lease.command_id, lease.attempt, False, outcome("other", False))
+    assert not await commands.report(
+        conn, "w1", lease.command_id, lease.attempt, False, outcome("other", False)
+    )
     assert await row(conn, lease.command_id) == done
 
-    assert await commands.report(conn, "w1", second.command_id, second.attempt, False, outcome(second.command_id, False))
+    assert await commands.report(
+        conn, "w1", second.command_id, second.attempt, False, outcome(second.command_id, False)
+    )
     assert (await row(conn, second.command_id))["status"] == "failed"
     pending = await commands.pending_results(conn, EXECUTION)
     assert [(p.command_id, p.status) for p in pending] == [("7001:1", "done"), ("7001:2", "failed")]
@@ -124,7 +144,9 @@ async def test_report_after_the_lease_was_reaped_is_dropped(conn: Connection) ->
     (lease,) = await commands.claim(conn, "w1", ["default"], 1, LEASE)
     await expire(conn, lease.command_id)
     assert await commands.reap(conn) == 1
-    assert not await commands.report(conn, "w1", lease.command_id, lease.attempt, True, outcome(lease.command_id))
+    assert not await commands.report(
+        conn, "w1", lease.command_id, lease.attempt, True, outcome(lease.command_id)
+    )
     state = await row(conn, lease.command_id)
     assert (state["status"], state["outcome"], state["worker_id"]) == ("ready", None, None)
     (again,) = await commands.claim(conn, "w2", ["default"], 1, LEASE)
@@ -213,7 +235,10 @@ async def test_pending_results_until_marked_recorded(conn: Connection) -> None:
     assert [p.command_id for p in await commands.pending_results(conn, EXECUTION)] == ["7001:2", "7001:1"]
     assert await executions.with_pending_work(conn, 10) == [EXECUTION, 7002]
     many = await commands.pending_results_many(conn, [EXECUTION, 7002, 9999])
-    assert {k: [p.command_id for p in v] for k, v in many.items()} == {EXECUTION: ["7001:2", "7001:1"], 7002: ["7002:3"]}
+    assert {k: [p.command_id for p in v] for k, v in many.items()} == {
+        EXECUTION: ["7001:2", "7001:1"],
+        7002: ["7002:3"],
+    }
 
     assert await commands.mark_recorded(conn, ["7001:1", "7001:2"]) == 2
     assert await commands.mark_recorded(conn, ["7001:1"]) == 0
@@ -232,5 +257,30 @@ async def test_cancel_stops_ready_and_leased_commands_of_one_execution(conn: Con
     assert (await row(conn, "7001:2"))["status"] == "done"
     assert await commands.heartbeat(conn, "w1", [leased.command_id], LEASE) == {leased.command_id}
     assert not await commands.report(conn, "w1", leased.command_id, leased.attempt, True, outcome("x"))
-    assert [lease.command_id for lease in await commands.claim(conn, "w1", ["default"], 10, LEASE)] == ["7002:4"]
+    assert [lease.command_id for lease in await commands.claim(conn, "w1", ["default"], 10, LEASE)] == [
+        "7002:4"
+    ]
     assert await commands.cancel(conn, EXECUTION) == []
+
+
+async def synchronous_commit(conn: Connection) -> str:
+    row = await (await conn.execute("SHOW synchronous_commit")).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+async def test_only_claims_heartbeats_and_releases_skip_the_wal_flush(conn: Connection) -> None:
+    await commands.insert(conn, [command(1), command(2)])
+    assert await synchronous_commit(conn) == "on"
+    for name, step in [
+        ("claim", lambda: commands.claim(conn, "w1", ["default"], 2, LEASE)),
+        ("heartbeat", lambda: commands.heartbeat(conn, "w1", ["7001:1"], LEASE)),
+        ("release", lambda: commands.release(conn, "w1", ["7001:2"])),
+    ]:
+        async with conn.transaction():
+            await step()
+            assert await synchronous_commit(conn) == "off", name
+        assert await synchronous_commit(conn) == "on", name  # for that transaction only
+    async with conn.transaction():
+        assert await commands.report(conn, "w1", "7001:1", 1, True, outcome("7001:1"))
+        assert await synchronous_commit(conn) == "on"

@@ -12,18 +12,31 @@ async def test_register_heartbeat_list_deregister(conn: Connection) -> None:
     listed = await workers.list(conn)
     assert [w["worker_id"] for w in listed] == ["w1", "w2"]
     first = listed[0]
-    assert (first["name"], first["kind"], first["pools"], first["status"]) == ("alpha", "worker_pool", ["default", "gpu"], "ready")
-    assert (first["capacity"], first["hostname"], first["pid"], first["meta"]) == (16, "host-a", 4242, {"version": "1"})
+    assert (first["name"], first["kind"], first["pools"], first["status"]) == (
+        "alpha",
+        "worker_pool",
+        ["default", "gpu"],
+        "ready",
+    )
+    assert (first["capacity"], first["hostname"], first["pid"], first["meta"]) == (
+        16,
+        "host-a",
+        4242,
+        {"version": "1"},
+    )
     assert isinstance(first["heartbeat"], str) and 0 <= first["heartbeat_age"] < 60
 
-    await conn.execute("UPDATE noetl.runtime SET heartbeat = now() - interval '1 hour' WHERE worker_id = 'w1'")
+    await conn.execute(
+        "UPDATE noetl.runtime SET heartbeat = now() - interval '1 hour' WHERE worker_id = 'w1'"
+    )
     assert (await workers.list(conn))[0]["heartbeat_age"] >= 3600
     assert await workers.heartbeat(conn, "w1")
     assert (await workers.list(conn))[0]["heartbeat_age"] < 60
     assert not await workers.heartbeat(conn, "unknown")
 
     await workers.register(conn, "w1", "alpha", ["other"], 4, "host-b", 1, None)  # a restart re-registers
-    assert [(w["pools"], w["capacity"]) for w in await workers.list(conn)][0] == (["other"], 4)
+    restarted = (await workers.list(conn))[0]
+    assert (restarted["pools"], restarted["capacity"]) == (["other"], 4)
     assert await workers.deregister(conn, "w1")
     assert not await workers.deregister(conn, "w1")
     assert [w["worker_id"] for w in await workers.list(conn)] == ["w2"]

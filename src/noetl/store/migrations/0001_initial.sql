@@ -48,7 +48,7 @@ CREATE TABLE noetl.event (
 CREATE INDEX event_type_idx ON noetl.event (execution_id, event_type);
 
 CREATE TABLE noetl.command (
-    seq bigserial UNIQUE,
+    seq bigserial NOT NULL,
     command_id text PRIMARY KEY,
     execution_id bigint NOT NULL,
     catalog_id bigint,
@@ -73,7 +73,6 @@ CREATE INDEX command_claim_idx ON noetl.command (pool, priority DESC, seq) WHERE
 CREATE INDEX command_unrecorded_idx ON noetl.command (execution_id)
     WHERE status IN ('done', 'failed') AND NOT recorded;
 CREATE INDEX command_lease_idx ON noetl.command (lease_until) WHERE status = 'leased';
-CREATE INDEX command_active_idx ON noetl.command (execution_id) WHERE status IN ('ready', 'leased');
 
 CREATE TABLE noetl.credential (
     name text PRIMARY KEY,

@@ -17,8 +17,10 @@ SELECT catalog_id, path, version, kind, content, meta, created_at
 FROM noetl.catalog WHERE path = %(path)s AND version = %(version)s
 
 -- name: latest
+-- the latest version of a path; a playbook may also be named by its metadata.name (DECISIONS 20)
 SELECT catalog_id, path, version, kind, content, meta, created_at
-FROM noetl.catalog WHERE path = %(path)s ORDER BY version DESC LIMIT 1
+FROM noetl.catalog WHERE path = %(path)s OR meta->>'name' = %(path)s
+ORDER BY (path = %(path)s) DESC, version DESC LIMIT 1
 
 -- name: list
 SELECT catalog_id, path, version, kind, content, meta, created_at

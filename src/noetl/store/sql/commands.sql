@@ -1,6 +1,12 @@
 -- The command queue. Every statement here is one round trip and commits atomically on its own;
 -- notifications ride in the same statement, so they go out exactly when the change commits
 -- (PostgreSQL folds identical notifications of one transaction into one).
+--
+-- claim, heartbeat and release commit without waiting for the WAL flush (synchronous_commit off
+-- for their own transaction only, via set_config(..., true)). Losing one in a database crash is
+-- safe: a lost claim or heartbeat makes the command run again (at-least-once), and a report cannot
+-- outlive its claim, because the report's durable commit flushes the WAL written before it.
+-- Reports, inserts and the reaper's failures stay durable.
 
 -- name: insert
 WITH inserted AS (
@@ -19,21 +25,29 @@ SELECT pg_notify('noetl_commands', pool) FROM (SELECT DISTINCT pool FROM inserte
 
 -- name: claim
 -- The oldest highest-priority ready commands of the worker's pools; rows another claimer holds are
--- skipped, not waited for. claim_idx serves the inner SELECT.
-WITH claimed AS (
-    UPDATE noetl.command AS c
-    SET status = 'leased', worker_id = %(worker_id)s, attempt = c.attempt + 1,
-        lease_until = now() + make_interval(secs => %(lease_seconds)s), updated_at = now()
-    FROM (
-        SELECT command_id FROM noetl.command
-        WHERE status = 'ready' AND pool = ANY(%(pools)s::text[]) AND available_at <= now()
+-- skipped, not waited for. One ordered scan of claim_idx per pool (a plain pool = ANY(...) would
+-- read and sort every ready row of the pools), merged by priority then age; the picked ids then
+-- go through the primary key (a join would let the planner scan the whole table).
+WITH picked AS (
+    SELECT ready.command_id
+    FROM unnest(%(pools)s::text[]) AS p(pool)
+    CROSS JOIN LATERAL (
+        SELECT command_id, priority, seq FROM noetl.command
+        WHERE status = 'ready' AND pool = p.pool AND available_at <= now()
         ORDER BY priority DESC, seq
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
-    ) AS picked
-    WHERE c.command_id = picked.command_id
-    RETURNING c.command_id, c.execution_id, c.catalog_id, c.step, c.idx, c.attempt, c.context, c.pool,
-              c.priority, c.max_attempts, c.seq
+    ) AS ready
+    ORDER BY ready.priority DESC, ready.seq
+    LIMIT %(limit)s
+), claimed AS (
+    UPDATE noetl.command
+    SET status = 'leased', worker_id = %(worker_id)s, attempt = attempt + 1,
+        lease_until = now() + make_interval(secs => %(lease_seconds)s), updated_at = now()
+    WHERE command_id = ANY(ARRAY(SELECT command_id FROM picked))
+      AND (SELECT set_config('synchronous_commit', 'off', true)) = 'off'
+    RETURNING command_id, execution_id, catalog_id, step, idx, attempt, context, pool, priority,
+              max_attempts, seq
 )
 SELECT command_id, execution_id, catalog_id, step, idx AS "index", attempt, context, pool, priority, max_attempts
 FROM claimed ORDER BY priority DESC, seq
@@ -44,6 +58,7 @@ WITH extended AS (
     UPDATE noetl.command
     SET lease_until = now() + make_interval(secs => %(lease_seconds)s)
     WHERE command_id = ANY(%(command_ids)s::text[]) AND status = 'leased' AND worker_id = %(worker_id)s
+      AND (SELECT set_config('synchronous_commit', 'off', true)) = 'off'
     RETURNING command_id
 )
 SELECT id FROM unnest(%(command_ids)s::text[]) AS id
@@ -81,6 +96,7 @@ WITH released AS (
     SET status = 'ready', worker_id = NULL, lease_until = NULL, attempt = greatest(attempt - 1, 0),
         updated_at = now()
     WHERE command_id = ANY(%(command_ids)s::text[]) AND status = 'leased' AND worker_id = %(worker_id)s
+      AND (SELECT set_config('synchronous_commit', 'off', true)) = 'off'
     RETURNING command_id, pool
 )
 SELECT command_id, pg_notify('noetl_commands', pool) FROM released
@@ -138,10 +154,15 @@ UPDATE noetl.command SET recorded = true
 WHERE command_id = ANY(%(command_ids)s::text[]) AND status IN ('done', 'failed') AND NOT recorded
 
 -- name: cancel
-WITH cancelled AS (
+-- Found through the two queue indexes (ready, leased), so the cost follows the queue, not the history.
+WITH live AS (
+    SELECT command_id FROM noetl.command WHERE status = 'ready' AND execution_id = %(execution_id)s
+    UNION ALL
+    SELECT command_id FROM noetl.command WHERE status = 'leased' AND execution_id = %(execution_id)s
+), cancelled AS (
     UPDATE noetl.command
     SET status = 'cancelled', lease_until = NULL, updated_at = now()
-    WHERE execution_id = %(execution_id)s AND status IN ('ready', 'leased')
+    WHERE command_id = ANY(ARRAY(SELECT command_id FROM live)) AND status IN ('ready', 'leased')
     RETURNING command_id, seq
 )
 SELECT command_id FROM cancelled ORDER BY seq

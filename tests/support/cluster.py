@@ -1,0 +1,137 @@
+"""A real NoETL cluster for tests: ``noetl server start`` and worker processes on loopback.
+
+Processes write to log files (no pipes to fill up), are stopped with SIGTERM (SIGKILL after 15 s)
+and waited for, so a test run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+DEADLINE = 60.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until(check: Callable[[], Any], what: str, timeout: float = DEADLINE) -> Any:
+    """The first truthy value of ``check()``, polled every 50 ms; AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.05)
+
+
+@dataclass
+class Process:
+    """A ``noetl`` subprocess whose output goes to a log file."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: IO[bytes]
+    log_path: Path
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def terminate(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+
+    def reap(self) -> None:
+        """Wait for the SIGTERM'd process (SIGKILL after 15 s) and close its log."""
+        try:
+            self.popen.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+        finally:
+            self.log.close()
+
+
+def spawn(name: str, args: list[str], env: dict[str, str], logs: Path) -> Process:
+    log_path = logs / f"{name}.log"
+    log = log_path.open("wb")
+    popen = subprocess.Popen(
+        [sys.executable, "-m", "noetl", *args], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=logs
+    )
+    return Process(name, popen, log, log_path)
+
+
+def healthy(url: str, server: Process) -> bool:
+    if server.popen.poll() is not None:
+        raise AssertionError(f"the server exited with {server.popen.returncode}:\n{server.output()}")
+    try:
+        return httpx.get(f"{url}/health", timeout=1.0).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def workers_registered(url: str) -> int:
+    try:
+        body = httpx.get(f"{url}/api/worker/pools", timeout=2.0).json()
+    except (httpx.TransportError, json.JSONDecodeError):
+        return 0
+    workers = body.get("workers", body) if isinstance(body, dict) else body
+    return len(workers)
+
+
+@dataclass
+class Cluster:
+    url: str
+    database_url: str
+    env: dict[str, str]
+    root: Path
+    processes: list[Process]
+
+
+@contextmanager
+def running_cluster(
+    database_url: str, root: Path, workers: int = 2, concurrency: int = 4
+) -> Iterator[Cluster]:
+    """A server on a free loopback port and ``workers`` worker processes, stopped on exit."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOETL_")}
+    env.update(
+        NOETL_DATABASE_URL=database_url,
+        NOETL_DATA_DIR=str(root / "data"),  # the server creates credentials.key here; workers find it
+        NOETL_LOG_LEVEL="warning",
+        NOETL_SERVER_URL=url,
+    )
+    processes: list[Process] = []
+    try:
+        server = spawn("server", ["server", "start", "--port", str(port)], env, root)
+        processes.append(server)
+        wait_until(lambda: healthy(url, server), "the server's /health")
+        for n in range(1, workers + 1):
+            args = ["worker", "start", "--concurrency", str(concurrency), "--grace", "1", "--name", f"w{n}"]
+            processes.append(spawn(f"worker{n}", args, env, root))
+        wait_until(lambda: workers_registered(url) >= workers, f"{workers} workers")
+        yield Cluster(url, database_url, env, root, processes)
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.reap()
