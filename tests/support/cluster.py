@@ -1,7 +1,9 @@
 """A real NoETL cluster for tests: ``noetl server start`` and worker processes on loopback.
 
 Processes write to log files (no pipes to fill up), are stopped with SIGTERM (SIGKILL after 15 s)
-and waited for, so a test run leaves nothing behind.
+and waited for, so a test run leaves nothing behind. Failure tests kill and restart members of the
+cluster through :class:`Cluster` (``kill``, ``restart_server``), which keeps track of every process
+it started so that the teardown still stops them all.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +60,14 @@ class Process:
     def terminate(self) -> None:
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
+
+    def kill(self) -> int:
+        """SIGKILL the process (no chance to clean up), wait for it and close its log; its exit code."""
+        if self.popen.poll() is None:
+            self.popen.kill()
+        code = self.popen.wait(timeout=15)
+        self.log.close()
+        return code
 
     def reap(self) -> None:
         """Wait for the SIGTERM'd process (SIGKILL after 15 s) and close its log."""
@@ -104,34 +114,67 @@ class Cluster:
     env: dict[str, str]
     root: Path
     processes: list[Process]
+    """Every process started for this cluster, dead or alive (the teardown stops the live ones)."""
+    port: int = 0
+
+    @property
+    def server(self) -> Process:
+        """The current server process (the latest one started)."""
+        return [p for p in self.processes if p.name.startswith("server")][-1]
+
+    def worker(self, name: str) -> Process:
+        """The worker process started with ``--name NAME`` (``w1``, ``w2``, ...)."""
+        return next(p for p in self.processes if p.name == f"worker{name.removeprefix('w')}")
+
+    def start_server(self) -> Process:
+        """Start a server on the cluster's port and wait for its /health."""
+        count = sum(1 for p in self.processes if p.name.startswith("server"))
+        name = "server" if count == 0 else f"server-{count + 1}"
+        server = spawn(name, ["server", "start", "--port", str(self.port)], self.env, self.root)
+        self.processes.append(server)
+        wait_until(lambda: healthy(self.url, server), f"the {name} process's /health")
+        return server
+
+    def restart_server(self) -> Process:
+        """SIGKILL the server (no graceful shutdown) and start a new one on the same port."""
+        self.server.kill()
+        return self.start_server()
 
 
 @contextmanager
 def running_cluster(
-    database_url: str, root: Path, workers: int = 2, concurrency: int = 4
+    database_url: str,
+    root: Path,
+    workers: int = 2,
+    concurrency: int = 4,
+    *,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[Cluster]:
-    """A server on a free loopback port and ``workers`` worker processes, stopped on exit."""
+    """A server on a free loopback port and ``workers`` worker processes, stopped on exit.
+
+    ``env`` adds ``NOETL_*`` settings for all of them, e.g. ``NOETL_WORKER_LEASE_SECONDS`` (workers)
+    or ``NOETL_REAPER_INTERVAL`` (the server).
+    """
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOETL_")}
-    env.update(
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("NOETL_")}
+    environment.update(
         NOETL_DATABASE_URL=database_url,
         NOETL_DATA_DIR=str(root / "data"),  # the server creates credentials.key here; workers find it
         NOETL_LOG_LEVEL="warning",
         NOETL_SERVER_URL=url,
     )
-    processes: list[Process] = []
+    environment.update(env or {})
+    cluster = Cluster(url, database_url, environment, root, [], port)
     try:
-        server = spawn("server", ["server", "start", "--port", str(port)], env, root)
-        processes.append(server)
-        wait_until(lambda: healthy(url, server), "the server's /health")
+        cluster.start_server()
         for n in range(1, workers + 1):
             args = ["worker", "start", "--concurrency", str(concurrency), "--grace", "1", "--name", f"w{n}"]
-            processes.append(spawn(f"worker{n}", args, env, root))
+            cluster.processes.append(spawn(f"worker{n}", args, environment, root))
         wait_until(lambda: workers_registered(url) >= workers, f"{workers} workers")
-        yield Cluster(url, database_url, env, root, processes)
+        yield cluster
     finally:
-        for process in processes:
+        for process in cluster.processes:
             process.terminate()
-        for process in processes:
+        for process in cluster.processes:
             process.reap()

@@ -79,14 +79,13 @@ class Orchestrator:
             time.time(),
             parent_execution_id=str(parent_execution_id) if parent_execution_id else None,
         )
-        async with self.pool.connection() as conn, conn.transaction():
+        row = ExecutionRow(execution_id, entry.catalog_id, entry.path, "RUNNING", parent_execution_id)
+        work = _Work(row, State())
+        self._run(playbook, work, [first])
+        async with self.pool.connection() as conn, conn.transaction(), conn.pipeline():
             await executions.create(
                 conn, execution_id, entry.catalog_id, entry.path, payload or {}, parent_execution_id
             )
-            row = await executions.get(conn, execution_id)
-            assert row is not None
-            work = _Work(row, State())
-            self._run(playbook, work, [first])
             await self._write(conn, work)
         self._states[execution_id] = work.state
         return execution_id
@@ -109,11 +108,14 @@ class Orchestrator:
         works: list[_Work] = []
         try:
             async with conn.transaction():
-                for row in await executions.lock(conn, batch):
-                    work = await self._collect(conn, row)
+                rows = await executions.lock(conn, batch)
+                pending = await commands.pending_results_many(conn, [r.execution_id for r in rows])
+                for row in rows:
+                    work = await self._collect(conn, row, pending.get(row.execution_id, []))
                     if work is not None:
                         works.append(work)
-                        await self._write(conn, work)
+                        async with conn.pipeline():  # the writes go out in one round trip
+                            await self._write(conn, work)
         except BaseException:
             for work in works:
                 self._states.pop(work.row.execution_id, None)  # the cache may hold folds that never committed
@@ -125,8 +127,7 @@ class Orchestrator:
                 self._states[work.row.execution_id] = work.state
         return sum(len(w.recorded) for w in works)
 
-    async def _collect(self, conn: Any, row: ExecutionRow) -> _Work | None:
-        pending = await commands.pending_results(conn, row.execution_id)
+    async def _collect(self, conn: Any, row: ExecutionRow, pending: list[Any]) -> _Work | None:
         incoming: list[ev.Event] = []
         for _command_id, _status, outcome in pending:
             incoming.extend(ev.Event.from_dict(raw) for raw in outcome or [])
@@ -178,14 +179,19 @@ class Orchestrator:
             await commands.mark_recorded(conn, work.recorded)
         if cancelled or state.status == "CANCELLED":
             await commands.cancel(conn, row.execution_id)
-        await executions.update(
-            conn,
-            row.execution_id,
-            status=state.status,
-            last_event_id=state.last_event_id,
-            result=state.final_result if state.terminal else None,
-            error=state.error,
-        )
+        if state.terminal:
+            await executions.update(
+                conn,
+                row.execution_id,
+                status=state.status,
+                last_event_id=state.last_event_id,
+                result=state.final_result,
+                error=state.error,
+            )
+        else:
+            await executions.update(
+                conn, row.execution_id, status=state.status, last_event_id=state.last_event_id
+            )
 
     # -- state and playbooks ----------------------------------------------------------------------
 

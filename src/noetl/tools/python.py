@@ -26,6 +26,7 @@ from collections.abc import Mapping
 
 from noetl.dsl.model import JSON
 from noetl.errors import ToolConfigError, ToolError
+from noetl.tools import fields
 from noetl.tools.base import Call
 from noetl.tools.pypool import PythonPool
 
@@ -67,7 +68,7 @@ class PythonTool:
             result: JSON = await pool.run(
                 code,
                 call.input,
-                timeout=_timeout(config, call),
+                timeout=fields.timeout(call),
                 memory_mb=_memory_mb(config, call),
                 libs=_libs(config, call),
                 env=_env(config, call),
@@ -79,48 +80,11 @@ class PythonTool:
         return result
 
 
-def _timeout(config: Mapping[str, JSON], call: Call) -> float | None:
-    """The smallest of ``timeout_seconds``, ``timeout`` and the runtime's timeout for the call."""
-    limits = [call.timeout] if call.timeout is not None else []
-    if "timeout_seconds" in config:
-        limits.append(_seconds(config["timeout_seconds"], "timeout_seconds", call))
-    timeout = config.get("timeout")
-    if isinstance(timeout, dict):
-        timeout = timeout.get("total", timeout.get("read"))
-    if timeout is not None:
-        limits.append(_seconds(timeout, "timeout", call))
-    return min(limits) if limits else None
-
-
-def _seconds(value: JSON, name: str, call: Call) -> float:
-    number = _number(value)
-    if number is None or number <= 0:
-        raise ToolConfigError(
-            f"field '{name}' of a python task must be a positive number of seconds, got {value!r}",
-            step=call.step,
-            field=name,
-        )
-    return number
-
-
-def _number(value: JSON) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
-
-
 def _memory_mb(config: Mapping[str, JSON], call: Call) -> int | None:
     value = config.get("memory_mb")
     if value is None:
         return None
-    number = _number(value)
+    number = fields.number(value)
     if number is None or number < 1 or number != int(number):
         raise ToolConfigError(
             f"field 'memory_mb' of a python task must be a positive whole number, got {value!r}",
