@@ -155,6 +155,7 @@ def running_cluster(
     ``env`` adds ``NOETL_*`` settings for all of them, e.g. ``NOETL_WORKER_LEASE_SECONDS`` (workers)
     or ``NOETL_REAPER_INTERVAL`` (the server).
     """
+    root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     environment = {k: v for k, v in os.environ.items() if not k.startswith("NOETL_")}

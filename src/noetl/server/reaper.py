@@ -70,8 +70,11 @@ async def try_lead(conn: Connection) -> bool:
 
 
 async def reap_once(conn: Connection) -> int:
-    async with conn.transaction():
-        return await commands.reap(conn)
+    # BEGIN and COMMIT are driver calls outside the store function: translate them as well, so a
+    # connection that broke between two reaps reads as a lost connection (reconnect), not a crash.
+    with translated("reaping expired leases"):
+        async with conn.transaction():
+            return await commands.reap(conn)
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

@@ -8,6 +8,9 @@ a transaction are delivered when it commits.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import select
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing, asynccontextmanager
 from types import TracebackType
@@ -46,7 +49,9 @@ async def pool(
         kwargs={"autocommit": True},
         open=False,
         name="noetl",
+        check=(check := StaleConnectionCheck()),
     )
+    check.pool = opened
     try:
         with translated(f"opening a pool to {redact(url)}"):
             await opened.open(wait=True, timeout=timeout)
@@ -54,6 +59,42 @@ async def pool(
         await opened.close()
         raise
     return opened
+
+
+class StaleConnectionCheck:
+    """The pool's check before it hands out a connection: a poll of the socket, no round trip.
+
+    An idle connection has nothing to read unless the server ended it (a restart, a failover,
+    ``pg_terminate_backend``). Then one empty query lets psycopg see the error and raise, so the pool
+    replaces the connection instead of failing its user's first statement; and since the others
+    idling beside it are most likely dead too, the whole pool is checked at once in the background
+    (the pool waits a second, then longer, before each further retry of a failed check).
+    """
+
+    def __init__(self) -> None:
+        self.pool: AsyncConnectionPool[Connection] | None = None
+        self._sweep: asyncio.Task[None] | None = None
+
+    async def __call__(self, conn: Connection) -> None:
+        if not _readable(conn.pgconn.socket):
+            return
+        if self.pool is not None and (self._sweep is None or self._sweep.done()):
+            self._sweep = asyncio.create_task(self._check_all(self.pool))
+        await conn.execute("")
+
+    @staticmethod
+    async def _check_all(pool: AsyncConnectionPool[Connection]) -> None:
+        with contextlib.suppress(Exception):  # best effort: a dead connection still fails its own check
+            await pool.check()
+
+
+def _readable(fd: int) -> bool:
+    """True if the socket has data or an end-of-file to read, without blocking."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])
 
 
 def listen(url: str, channels: Sequence[str]) -> Listener:
