@@ -176,9 +176,7 @@ def test_arc_without_when_always_fires_and_undefined_when_does_not(noetl_run):
     assert warnings and "no_such_var" in warnings[0]["data"]["message"]
 
 
-def test_admission_false_skips_and_follows_own_arcs(noetl_run):
-    r = noetl_run(
-        pb("""
+GUARDED = """
     workload: {enabled: false}
     workflow:
       - step: start
@@ -196,34 +194,15 @@ def test_admission_false_skips_and_follows_own_arcs(noetl_run):
         next: {arcs: [{step: after}]}
       - step: after
         tool: {kind: python, code: "result = 'after'"}
-    """)
-    )
+"""
+
+
+def test_admission_false_skips_and_follows_own_arcs(noetl_run):
+    r = noetl_run(pb(GUARDED))
     assert r.status == "COMPLETED"
     assert r.outcome["executed_steps"] == ["start", "after"]
     assert [e["step"] for e in r.of("step.skipped")] == ["guarded"]
-    r2 = noetl_run(
-        pb("""
-    workload: {enabled: false}
-    workflow:
-      - step: start
-        tool: {kind: noop}
-        next: {arcs: [{step: guarded}]}
-      - step: guarded
-        spec:
-          policy:
-            admit:
-              rules:
-                - when: "{{ enabled }}"
-                  then: {allow: true}
-                - else: {then: {allow: false}}
-        tool: {kind: python, code: "result = 'ran'"}
-        next: {arcs: [{step: after}]}
-      - step: after
-        tool: {kind: python, code: "result = 'after'"}
-    """),
-        "--set",
-        "enabled=true",
-    )
+    r2 = noetl_run(pb(GUARDED), "--set", "enabled=true")
     assert r2.outcome["executed_steps"] == ["start", "guarded", "after"]
 
 
