@@ -466,6 +466,22 @@ async def test_worker_pool_register_heartbeat_list_deregister(api: httpx.AsyncCl
     assert {worker_id, "fixed-id"}.isdisjoint(remaining)
 
 
+async def test_a_silent_worker_is_listed_as_stale(api: httpx.AsyncClient, pg_database: str) -> None:
+    import psycopg
+
+    for name in ("silent", "alive"):
+        await api.post("/api/worker/pool/register", json={"worker_id": name, "name": name})
+    with psycopg.connect(pg_database, autocommit=True) as conn:  # as if it died ten minutes ago
+        conn.execute(
+            "UPDATE noetl.runtime SET heartbeat = now() - interval '10 minutes' WHERE worker_id = 'silent'"
+        )
+    listed = {w["worker_id"]: w["status"] for w in (await api.get("/api/worker/pools")).json()["workers"]}
+    assert listed["silent"] == "stale"
+    assert listed["alive"] != "stale"
+    for name in ("silent", "alive"):
+        await api.post("/api/worker/pool/deregister", params={"worker_id": name})
+
+
 async def test_queue_depth_counts_ready_commands(api: httpx.AsyncClient) -> None:
     await start(api, "depth")
     pools = (await api.get("/api/queue")).json()["pools"]

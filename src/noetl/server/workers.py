@@ -2,7 +2,8 @@
 
 A worker that registers without an id gets one (``<name>-<random>``), which it sends with its
 heartbeats. Deregistration accepts the id in the body or as a query parameter, because some
-clients cannot send a body with DELETE.
+clients cannot send a body with DELETE. Workers whose heartbeat is older than
+``STALE_AFTER_SECONDS`` are listed with status ``stale``.
 """
 
 from __future__ import annotations
@@ -73,8 +74,18 @@ async def deregister(
     return {"status": "deregistered", "worker_id": target}
 
 
+STALE_AFTER_SECONDS = 120.0
+"""A worker silent for this long (twice the default lease) is listed as ``stale``: it most likely
+died without deregistering (SIGKILL, lost machine); its leased commands return to the queue when
+their leases expire."""
+
+
 @router.get("/pools")
 async def list_workers(server: Server) -> dict[str, list[dict[str, Any]]]:
     async with server.pool.connection() as conn:
         rows = await workers.list(conn)
+    for row in rows:
+        age = row.get("heartbeat_age")
+        if age is not None and age > STALE_AFTER_SECONDS:
+            row["status"] = "stale"
     return {"workers": rows}
