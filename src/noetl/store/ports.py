@@ -2,8 +2,7 @@
 
 The dataclasses are what the PostgreSQL adapter (the modules ``noetl.store.catalog``,
 ``commands``, ``events``, ... : async functions taking an open connection first) reads and writes.
-The Protocols describe the same operations bound to a connection source, for an in-memory
-adapter or a remote (HTTP) one. Ids: execution and catalog ids are 64-bit integers (strings in JSON);
+Ids: execution and catalog ids are 64-bit integers (strings in JSON);
 command ids are the engine's ``"<execution_id>:<n>"`` strings; event ids are per-execution
 sequence numbers (1, 2, 3, ...) assigned when the orchestrator appends them.
 
@@ -15,10 +14,9 @@ after ``max_attempts``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,36 +94,3 @@ class PendingResult(NamedTuple):
     command_id: str
     status: str
     outcome: list[dict[str, Any]]
-
-
-class Catalog(Protocol):
-    async def register(
-        self, path: str, content: str, kind: str = "Playbook", meta: dict[str, Any] | None = None
-    ) -> CatalogEntry: ...
-    async def get(
-        self, *, catalog_id: int | None = None, path: str | None = None, version: int | None = None
-    ) -> CatalogEntry | None: ...
-    async def list(self, *, kind: str | None = None, path: str | None = None) -> list[CatalogEntry]: ...
-
-
-class Queue(Protocol):
-    async def claim(
-        self, worker_id: str, pools: Sequence[str], limit: int, lease_seconds: float
-    ) -> list[Lease]: ...
-    async def heartbeat(self, worker_id: str, command_ids: Sequence[str], lease_seconds: float) -> set[str]:
-        """Extend the leases; return the ids whose command was cancelled or lost (stop those)."""
-        ...
-
-    async def report(
-        self, worker_id: str, command_id: str, attempt: int, ok: bool, events: list[dict[str, Any]]
-    ) -> bool:
-        """Record a finished command in one transaction and notify; False if the lease was lost."""
-        ...
-
-    async def release(self, worker_id: str, command_ids: Sequence[str]) -> None:
-        """Give leased commands back (graceful shutdown): ready again, same attempt count."""
-        ...
-
-    async def reap(self) -> int:
-        """Expired leases back to ready (attempt + 1) or failed after max_attempts; returns the count."""
-        ...
