@@ -296,8 +296,10 @@ def test_server_killed_and_restarted_mid_execution_completes_from_the_log(
 ) -> None:
     marker, gate = gates / "third.started", gates / "server.gate"
     text = SERVER_KILL.replace("GATED_COMMAND", gated(marker, gate, "true"))
+    # Workers that leave every decision to the server: while it is down, nothing is decided.
+    server_decides = {**FAST_RECOVERY, "NOETL_WORKER_DECIDE": "false"}
     with (
-        running_cluster(database, tmp_path / "cluster", env=FAST_RECOVERY) as cluster,
+        running_cluster(database, tmp_path / "cluster", env=server_decides) as cluster,
         api_of(cluster) as api,
     ):
         api.register(playbook("failures/server_kill", text))
@@ -337,6 +339,50 @@ def test_server_killed_and_restarted_mid_execution_completes_from_the_log(
     ]
     assert [e["event_type"] for e in events].count(ev.STEP_ENTER) == 2
     assert [e["event_type"] for e in events].count(ev.LOOP_DONE) == 1
+    assert_log_is_clean(events)
+
+
+def test_deciding_workers_finish_an_execution_while_the_server_is_down(
+    database: str, tmp_path: Path, gates: Path
+) -> None:
+    """Workers record and decide in their report's transaction: no server is needed to go on."""
+    marker, gate = gates / "third.started", gates / "server.gate"
+    text = SERVER_KILL.replace("GATED_COMMAND", gated(marker, gate, "true"))
+    with (
+        running_cluster(database, tmp_path / "cluster", env=FAST_RECOVERY) as cluster,
+        api_of(cluster) as api,
+    ):
+        api.register(playbook("failures/server_down", text))
+        execution_id = api.execute("failures/server_down")
+        wait_until(marker.exists, "the third iteration to start")
+        assert cluster.server.kill() == -signal.SIGKILL
+        gate.touch()
+
+        def finished() -> str | None:
+            [(status,)] = rows(
+                database, "SELECT status FROM noetl.execution WHERE execution_id = %s", int(execution_id)
+            )
+            return None if status == "RUNNING" else str(status)
+
+        assert wait_until(finished, "the workers to finish the execution without a server") == "COMPLETED"
+        queue = commands_of(database, execution_id)
+        assert all(c["recorded"] for c in queue), queue
+
+        cluster.start_server()
+        status = api.finished(execution_id)
+        events = api.events(execution_id)
+
+    assert status["status"] == "COMPLETED", status
+    assert status["result"] == 21
+    assert [e["data"].get("index") for e in events if e["event_type"] == ev.COMMAND_COMPLETED] == [
+        0,
+        1,
+        2,
+        3,
+        4,
+        5,
+        None,
+    ]
     assert_log_is_clean(events)
 
 

@@ -94,6 +94,7 @@ def start_worker(
     grace: float | None,
     python_workers: int | None,
     key_file: str | None,
+    decide: bool | None = None,
 ) -> int:
     """``noetl worker start``: lease and run commands until SIGTERM/SIGINT; the exit code."""
     from noetl.worker import main
@@ -113,6 +114,7 @@ def start_worker(
         grace_seconds=grace,
         python_workers=python_workers,
         encryption_key_file=key_file or default_key_file(env, data, embedded),
+        decide=decide,
     )
     click.echo(
         f"noetl: worker {settings.worker_id} on pools {', '.join(settings.pools)} "

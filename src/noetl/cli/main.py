@@ -327,6 +327,14 @@ def worker() -> None:
     show_envvar=True,
     help="Processes in the python tool pool [default: CPU count].",
 )
+@click.option(
+    "--decide/--no-decide",
+    default=None,
+    envvar="NOETL_WORKER_DECIDE",
+    show_envvar=True,
+    help="Record and decide right after reporting when the execution is free (the fast path); "
+    "--no-decide leaves every decision to the server [default: decide].",
+)
 @database_options
 @click.option(
     "--encryption-key-file",
@@ -342,6 +350,7 @@ def worker_start(
     grace: float,
     name: str | None,
     python_workers: int | None,
+    decide: bool | None,
     database_url: str | None,
     data_dir: str | None,
     encryption_key_file: str | None,
@@ -360,6 +369,7 @@ def worker_start(
         grace=grace,
         python_workers=python_workers,
         key_file=encryption_key_file,
+        decide=decide,
     )
     sys.exit(code)
 

@@ -14,6 +14,13 @@ batch and under a row lock per execution (ARCHITECTURE invariant 2):
 
 A crash anywhere leaves all of a batch or none of it. An outcome is recorded once: the command
 row's ``recorded`` flag is set in the same transaction that appends its events.
+
+The same pass also runs on the worker, right after it reports (:meth:`Orchestrator.record`): in
+the report's own transaction the worker tries each execution's lock without waiting, and for the
+executions it gets it records and decides exactly as the server would, and leases the new commands
+it has room for to itself. One commit per step instead of three (report, pass, claim), and no
+wake-up in between. For executions another pass holds, it notifies the server instead, which
+records them in its next pass; the server remains the decider for everything workers leave.
 """
 
 from __future__ import annotations
@@ -34,13 +41,35 @@ from noetl.engine.decide import DEFAULT_LIMITS, Limits, advance, initial_event
 from noetl.engine.state import State, checksum, fold
 from noetl.errors import NoetlError
 from noetl.runtime import loader
-from noetl.store import catalog, commands, db, executions, ids
+from noetl.store import catalog, commands, db, decisions, executions, ids
 from noetl.store import events as event_log
-from noetl.store.ports import CatalogEntry, ExecutionRow, NewCommand
+from noetl.store.ports import CatalogEntry, ExecutionRow, Lease, NewCommand, PendingResult, Report
 
 log = logging.getLogger("noetl.orchestrator")
 
 BATCH = 64
+STATE_CACHE = 4096
+"""Folded states kept between passes (least recently used dropped first; a miss refolds the log)."""
+RETRY_BUSY = 0.002
+"""Seconds before the server retries notified executions whose lock another pass held."""
+
+
+@dataclass(frozen=True, slots=True)
+class Take:
+    """What a reporting worker may lease to itself from the commands its report produces."""
+
+    worker_id: str
+    pools: frozenset[str]
+    limit: int
+    lease_seconds: float
+
+
+@dataclass(slots=True)
+class Recorded:
+    """The result of :meth:`Orchestrator.record`: reports the queue accepted, and leases taken."""
+
+    accepted: set[str] = field(default_factory=set)
+    leases: list[Lease] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -62,7 +91,9 @@ class Orchestrator:
         self.limits = limits or DEFAULT_LIMITS
         self._playbooks: OrderedDict[int, Playbook] = OrderedDict()
         self._cache_size = catalog_cache_size
-        self._states: dict[int, State] = {}
+        self._states: OrderedDict[int, State] = OrderedDict()
+        self.busy: set[int] = set()
+        """Executions a pass was asked for but found locked by another pass (retried by ``serve``)."""
 
     # -- starting ---------------------------------------------------------------------------------
 
@@ -87,7 +118,7 @@ class Orchestrator:
                 conn, execution_id, entry.catalog_id, entry.path, payload or {}, parent_execution_id
             )
             await self._write(conn, work)
-        self._states[execution_id] = work.state
+        self._remember(work)
         return execution_id
 
     # -- passes -----------------------------------------------------------------------------------
@@ -108,24 +139,84 @@ class Orchestrator:
         works: list[_Work] = []
         try:
             async with conn.transaction():
-                rows = await executions.lock(conn, batch)
-                pending = await commands.pending_results_many(conn, [r.execution_id for r in rows])
-                for row in rows:
-                    work = await self._collect(conn, row, pending.get(row.execution_id, []))
-                    if work is not None:
-                        works.append(work)
-                        async with conn.pipeline():  # the writes go out in one round trip
-                            await self._write(conn, work)
+                opened = await decisions.open(conn, batch)
+                locked = {r.execution_id for r in opened.rows}
+                self.busy.update(i for i in batch if i not in locked)
+                self.busy.difference_update(locked)
+                works = await self._decide_locked(conn, opened.rows, opened.pending)
         except BaseException:
-            for work in works:
-                self._states.pop(work.row.execution_id, None)  # the cache may hold folds that never committed
+            self._forget(batch)
             raise
         for work in works:
-            if work.state.terminal:
-                self._states.pop(work.row.execution_id, None)
-            else:
-                self._states[work.row.execution_id] = work.state
+            self._remember(work)
         return sum(len(w.recorded) for w in works)
+
+    async def record(self, conn: Any, reports: list[Report], take: Take | None = None) -> Recorded:
+        """Report outcomes and, for the executions whose lock is free, record and decide at once.
+
+        One transaction of two statements: ``decisions.open`` (the reports, a lock without waiting
+        on each of their executions, the outcomes already waiting for the locked ones), then per
+        locked execution the pass's ``decisions.write``, with new commands leased to the reporting
+        worker up to ``take.limit`` (the rest enqueued as ready); the server is notified of the
+        executions left to it. ``conn`` must be in autocommit mode (the usual pool connection), and
+        each ``Report.execution_id`` set."""
+        works: list[_Work] = []
+        done = Recorded()
+        wanted = sorted({r.execution_id for r in reports})
+        try:
+            async with conn.transaction():
+                opened = await decisions.open(conn, wanted, reports)
+                done.accepted = opened.accepted
+                locked = {r.execution_id for r in opened.rows}
+                works = await self._decide_locked(
+                    conn, opened.rows, opened.pending, take, done.leases, opened.recorded
+                )
+                left = {r.execution_id for r in reports if r.command_id in opened.accepted} - locked
+                await commands.notify_results(conn, sorted(left))
+        except BaseException:
+            self._forget(wanted)
+            raise
+        for work in works:
+            self._remember(work)
+        return done
+
+    async def _decide_locked(
+        self,
+        conn: Any,
+        rows: list[ExecutionRow],
+        pending: dict[int, list[PendingResult]],
+        take: Take | None = None,
+        taken: list[Lease] | None = None,
+        recorded: set[str] | None = None,
+    ) -> list[_Work]:
+        works: list[_Work] = []
+        budget = take.limit if take is not None else 0
+        for row in rows:
+            work = await self._collect(conn, row, pending.get(row.execution_id, []))
+            if work is None:
+                continue
+            if recorded:
+                work.recorded = [c for c in work.recorded if c not in recorded]
+            works.append(work)
+            leases = await self._write(conn, work, take, budget)
+            if taken is not None:
+                taken.extend(leases)
+            budget -= len(leases)
+        return works
+
+    def _remember(self, work: _Work) -> None:
+        execution_id = work.row.execution_id
+        if work.state.terminal:
+            self._states.pop(execution_id, None)
+            return
+        self._states[execution_id] = work.state
+        self._states.move_to_end(execution_id)
+        while len(self._states) > STATE_CACHE:
+            self._states.popitem(last=False)
+
+    def _forget(self, execution_ids: Iterable[int]) -> None:
+        for execution_id in execution_ids:
+            self._states.pop(execution_id, None)  # the cache may hold folds that never committed
 
     async def _collect(self, conn: Any, row: ExecutionRow, pending: list[Any]) -> _Work | None:
         incoming: list[ev.Event] = []
@@ -155,10 +246,10 @@ class Orchestrator:
             work.events.extend(decision.events)
             work.commands.extend(decision.commands)
 
-    async def _write(self, conn: Any, work: _Work) -> None:
+    async def _write(self, conn: Any, work: _Work, take: Take | None = None, budget: int = 0) -> list[Lease]:
+        """Append the work's events, enqueue its commands (leasing up to ``budget`` of them to
+        ``take.worker_id``), mark its outcomes recorded and move the projection forward."""
         row, state = work.row, work.state
-        if work.events:
-            await event_log.append(conn, row.execution_id, work.events[0].id, work.events)
         cancelled = {e.command_id for e in work.events if e.name == ev.COMMAND_CANCELLED}
         new = [
             NewCommand(
@@ -173,33 +264,54 @@ class Orchestrator:
             for c in work.commands
             if c.id not in cancelled
         ]
-        if new:
-            await commands.insert(conn, new)
-        if work.recorded:
-            await commands.mark_recorded(conn, work.recorded)
+        leases: list[Lease] = []
+        if new and take is not None and budget > 0 and not state.terminal:
+            mine = [c for c in new if c.pool in take.pools][:budget]
+            leases = [
+                Lease(
+                    c.command_id,
+                    c.execution_id,
+                    c.catalog_id,
+                    c.step,
+                    c.index,
+                    1,
+                    c.context,
+                    c.pool,
+                    c.priority,
+                    c.max_attempts,
+                )
+                for c in mine
+            ]
+        projection = decisions.Projection(
+            state.status, state.last_event_id, state.final_result, state.error, final=state.terminal
+        )
+        await decisions.write(
+            conn,
+            row.execution_id,
+            work.events,
+            new,
+            work.recorded,
+            projection,
+            leased=frozenset(lease.command_id for lease in leases),
+            worker_id=take.worker_id if take is not None else None,
+            lease_seconds=take.lease_seconds if take is not None else 60.0,
+        )
         if cancelled or state.status == "CANCELLED":
             await commands.cancel(conn, row.execution_id)
-        if state.terminal:
-            await executions.update(
-                conn,
-                row.execution_id,
-                status=state.status,
-                last_event_id=state.last_event_id,
-                result=state.final_result,
-                error=state.error,
-            )
-        else:
-            await executions.update(
-                conn, row.execution_id, status=state.status, last_event_id=state.last_event_id
-            )
+        return leases
 
     # -- state and playbooks ----------------------------------------------------------------------
 
     async def _state(self, conn: Any, row: ExecutionRow) -> State:
+        """The execution's state as of ``row.last_event_id``: the cached fold, its tail folded on when
+        another pass (a worker, another replica) moved the log on, or the whole log after a miss."""
         cached = self._states.get(row.execution_id)
         if cached is not None and cached.last_event_id == row.last_event_id:
             return cached
-        state = fold(await event_log.read(conn, row.execution_id))
+        if cached is not None and cached.last_event_id < row.last_event_id:
+            state = fold(await event_log.read(conn, row.execution_id, after=cached.last_event_id), cached)
+        else:
+            state = fold(await event_log.read(conn, row.execution_id))
         self._states[row.execution_id] = state
         return state
 
@@ -257,7 +369,8 @@ class Orchestrator:
     async def serve(self, url: str, stop: asyncio.Event, poll_interval: float = 1.0) -> None:
         """Run passes when outcomes are reported (LISTEN ``noetl_results``) until ``stop`` is set.
 
-        Notified executions are handled at once; every ``poll_interval`` without notifications, and
+        Notified executions are handled at once (those another pass holds locked are retried after
+        ``RETRY_BUSY``: a worker recording its own report); every ``poll_interval`` without notifications, and
         at least every ``5 * poll_interval`` under load, a full scan picks up anything else (for
         example commands the reaper failed). A lost connection is retried with backoff.
         """
@@ -269,8 +382,9 @@ class Orchestrator:
                     await self.run_pass(None)  # whatever was reported while nobody listened
                     last_scan = time.monotonic()
                     while not stop.is_set():
-                        received = await notes.wait(poll_interval)
-                        ids = {int(p) for _, p in received if p.isdigit()}
+                        received = await notes.wait(RETRY_BUSY if self.busy else poll_interval)
+                        ids = {int(p) for _, p in received if p.isdigit()} | self.busy
+                        self.busy = set()
                         if not ids or time.monotonic() - last_scan > 5 * poll_interval:
                             await self.run_pass(None)
                             last_scan = time.monotonic()

@@ -86,6 +86,8 @@ class Report:
     attempt: int
     ok: bool
     events: list[dict[str, Any]]
+    execution_id: int = 0
+    """The command's execution (lets the reporter lock it in the same round trip; 0 if unknown)."""
 
 
 class PendingResult(NamedTuple):

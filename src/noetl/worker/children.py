@@ -32,9 +32,9 @@ MAX_POLL: Final = 0.5
 class Children:
     """Starts child executions and waits for them; ``run`` is the ``ChildRunner``."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, orchestrator: Orchestrator | None = None) -> None:
         self._database = database
-        self._orchestrator: Orchestrator | None = None
+        self._orchestrator = orchestrator
 
     async def run(
         self,

@@ -16,25 +16,51 @@ import asyncio
 import logging
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from noetl.store.ports import Lease
 from noetl.worker.command import Finished, failure, log_fields, report_of
-from noetl.worker.database import Database, DatabaseUnavailable
+from noetl.worker.database import Database, DatabaseUnavailable, is_connection_error
+
+if TYPE_CHECKING:
+    from noetl.runtime.orchestration import Orchestrator
 
 log = logging.getLogger("noetl.worker")
 
 Settled = Callable[[Lease], None]
 """Called with the lease once its report landed or was dropped (its slot is free again)."""
 
+Started = Callable[[list[Lease]], None]
+"""Called with the commands a report's decision leased to this worker (after the batch settled)."""
+
+Budget = Callable[[int], int]
+"""How many new commands this worker may lease to itself when a batch of this many reports lands."""
+
 
 class Reporter:
     """Collects reports and sends them in batches from one background task (:meth:`run`)."""
 
-    def __init__(self, database: Database, worker_id: str, settled: Settled) -> None:
+    def __init__(
+        self,
+        database: Database,
+        worker_id: str,
+        settled: Settled,
+        *,
+        orchestrator: Orchestrator | None = None,
+        pools: frozenset[str] = frozenset(),
+        lease_seconds: float = 60.0,
+        budget: Budget | None = None,
+        started: Started | None = None,
+    ) -> None:
         self._database = database
         self._worker_id = worker_id
         self._settled = settled
+        self._orchestrator = orchestrator
+        self._pools = pools
+        self._lease_seconds = lease_seconds
+        self._budget = budget
+        self._started = started
+        self._taken: list[Lease] = []
         self._pending: dict[str, Finished] = {}
         self._ready = asyncio.Event()
         self._idle = asyncio.Event()
@@ -90,12 +116,24 @@ class Reporter:
                 log.warning("batched report failed (%s: %s); reporting one by one", type(exc).__name__, exc)
                 accepted = [await self._report_alone(report) for report in batch]
             self._done(batch, accepted)
+            taken, self._taken = self._taken, []
+            if taken and self._started is not None:
+                self._started(taken)
 
     async def _report_all(self, conn: Any, *, batch: list[Finished]) -> list[bool]:
-        """One statement either way: ``report`` for one, ``report_many`` for a batch."""
+        """Record and decide in the report's transaction (:meth:`Orchestrator.record`) when this
+        worker has an orchestrator; else (or if that fails for a reason other than the connection)
+        one statement: ``report`` for one, ``report_many`` for a batch, and the server decides."""
         from noetl.store import commands
         from noetl.store.ports import Report
 
+        if self._orchestrator is not None:
+            try:
+                return await self._record(conn, batch)
+            except Exception as exc:
+                if is_connection_error(exc):
+                    raise
+                log.exception("recording the outcomes here failed; leaving the decision to the server")
         if len(batch) == 1:
             lease = batch[0].lease
             return [
@@ -108,6 +146,21 @@ class Reporter:
         ]
         accepted = await commands.report_many(conn, reports)
         return [f.lease.command_id in accepted for f in batch]
+
+    async def _record(self, conn: Any, batch: list[Finished]) -> list[bool]:
+        from noetl.runtime.orchestration import Take
+        from noetl.store.ports import Report
+
+        assert self._orchestrator is not None
+        reports = [
+            Report(self._worker_id, f.lease.command_id, f.lease.attempt, f.ok, f.events, f.lease.execution_id)
+            for f in batch
+        ]
+        limit = self._budget(len(batch)) if self._budget is not None else 0
+        take = Take(self._worker_id, self._pools, limit, self._lease_seconds) if limit > 0 else None
+        recorded = await self._orchestrator.record(conn, reports, take)
+        self._taken.extend(recorded.leases)
+        return [f.lease.command_id in recorded.accepted for f in batch]
 
     async def _report_alone(self, report: Finished) -> bool:
         """One report in its own transaction; if the database rejects it, a failure saying why."""

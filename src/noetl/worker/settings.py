@@ -28,6 +28,7 @@ ENVIRONMENT: Final = {
     "python_workers": "NOETL_WORKER_PYTHON_WORKERS",
     "encryption_key_b64": "NOETL_ENCRYPTION_KEY",
     "encryption_key_file": "NOETL_ENCRYPTION_KEY_FILE",
+    "decide": "NOETL_WORKER_DECIDE",
 }
 """Field name -> environment variable read by :meth:`WorkerSettings.from_env`."""
 
@@ -62,6 +63,9 @@ class WorkerSettings:
     encryption_key_file: str | None = None
     """A file holding that key as base64 text, used when ``encryption_key_b64`` is not given (created
     with a fresh key if missing - the embedded default, shared with the server on the same machine)."""
+    decide: bool = True
+    """Record and decide right after reporting, in the report's transaction, when the execution's
+    lock is free (the fast path); ``False`` leaves every decision to the server."""
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -118,6 +122,13 @@ def _convert(name: str, annotation: str, raw: str, variable: str) -> object:
     try:
         if name == "pools":
             return tuple(part.strip() for part in raw.split(",") if part.strip())
+        if annotation.startswith("bool"):
+            value = raw.strip().lower()
+            if value in ("1", "true", "yes", "on"):
+                return True
+            if value in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
         if annotation.startswith("int"):
             return int(raw)
         if annotation.startswith("float"):

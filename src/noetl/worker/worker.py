@@ -5,16 +5,21 @@ has no inbound port. Its life:
 
 1. **Register** in the runtime table (name, pools, capacity, host, pid).
 2. **Claim** up to the number of free slots in one statement (``commands.claim``), whenever a
-   ``noetl_commands`` notification for one of its pools arrives, a slot frees up, or
+   ``noetl_commands`` notification for one of its pools arrives, a slot frees up after the worker
+   was full (notifications it had no room for, or a claim that filled every slot), or
    ``poll_seconds`` pass without either (the fallback for missed notifications and for commands
    whose ``available_at`` lies ahead). A slot is taken from claim until the report lands, so the
    queue never shows more leases for this worker than its concurrency.
-3. **Run** each lease as an asyncio task (:class:`~noetl.worker.command.CommandRunner`) and hand
+3. **Decide** right after reporting (the fast path, ``decide`` setting): the reporter records the
+   outcomes and runs the orchestrator's pass in the report's transaction for the executions whose
+   lock is free, and the commands that decision produces are leased to this worker up to its free
+   slots and run at once, with no claim round trip.
+4. **Run** each lease as an asyncio task (:class:`~noetl.worker.command.CommandRunner`) and hand
    the outcome to the :class:`~noetl.worker.reporter.Reporter`, which records it in the queue.
-4. **Heartbeat** every ``heartbeat_seconds``: extend the leases held, and stop the local task of any
+5. **Heartbeat** every ``heartbeat_seconds``: extend the leases held, and stop the local task of any
    command the queue no longer leases to this worker (its execution was cancelled, or the lease
    expired and was reaped) - without reporting it.
-5. **Stop** when ``stop`` is set (SIGTERM/SIGINT in :func:`main`): claim nothing more, let running
+6. **Stop** when ``stop`` is set (SIGTERM/SIGINT in :func:`main`): claim nothing more, let running
    commands finish for up to ``grace_seconds``, cancel the rest and release them to the queue (a
    release costs no attempt), send the last reports, deregister, close the pools.
 
@@ -36,6 +41,7 @@ from functools import partial
 from typing import Any, Final
 
 from noetl.errors import NoetlError
+from noetl.runtime.orchestration import Orchestrator
 from noetl.store.ports import Lease
 from noetl.worker.children import Children
 from noetl.worker.command import CommandRunner, failure, log_fields, report_of
@@ -69,7 +75,19 @@ class Worker:
         self.settings = settings
         self.database = Database(settings.database_url, max_size=min(settings.concurrency, 8) + 2)
         self.slots: dict[str, _Slot] = {}
-        self.reporter = Reporter(self.database, settings.worker_id, self._settled)
+        self._claiming = 0  # slots the claim in flight may fill
+        self._behind = False  # ready commands may be waiting that we had no slot for
+        self.orchestrator = Orchestrator(None)  # its pool is set once the database opens
+        self.reporter = Reporter(
+            self.database,
+            settings.worker_id,
+            self._settled,
+            orchestrator=self.orchestrator if settings.decide else None,
+            pools=frozenset(settings.pools),
+            lease_seconds=settings.lease_seconds,
+            budget=self._budget,
+            started=self._started,
+        )
         self.python_pool = PythonPool(size=settings.python_workers)
         self.extras: dict[str, Any] = {}
         self.runner = CommandRunner(
@@ -77,7 +95,7 @@ class Worker:
             StoreCredentials(self.database, cipher_from(settings)),
             python_pool=self.python_pool,
             extras=self.extras,
-            run_child=Children(self.database).run,
+            run_child=Children(self.database, self.orchestrator).run,
         )
         self._wake = asyncio.Event()
         self._registered = False
@@ -91,6 +109,7 @@ class Worker:
         background: list[asyncio.Task[None]] = []
         try:
             await self.database.open(give_up=stop)
+            self.orchestrator.pool = self.database.pool
             await self._register(stop)
             background = [
                 asyncio.create_task(self._listen(stop)),
@@ -143,7 +162,9 @@ class Worker:
         while not stop.is_set():
             self._wake.clear()
             free = self.settings.concurrency - len(self.slots)
+            self._behind = free <= 0  # woken while full: claim again as soon as a slot frees up
             if free > 0:
+                self._claiming = free
                 try:
                     leases = await self.database.run(
                         "claiming commands", partial(self._claim, limit=free), give_up=stop
@@ -153,6 +174,9 @@ class Worker:
                 except Exception:
                     log.exception("claiming commands failed; retrying after the poll interval")
                     leases = []
+                finally:
+                    self._claiming = 0
+                self._behind = len(leases) >= free  # a full claim: more may be waiting
                 for lease in leases:
                     self._start(lease)
             with contextlib.suppress(TimeoutError):
@@ -212,12 +236,22 @@ class Worker:
         if not slot.lost:
             self.reporter.submit(report)
 
+    def _budget(self, reports: int) -> int:
+        """Slots free once ``reports`` reports land, less those a claim in flight may fill."""
+        return self.settings.concurrency - len(self.slots) - self._claiming + reports
+
+    def _started(self, leases: list[Lease]) -> None:
+        """Run the commands our report's decision leased to us (no claim round trip)."""
+        for lease in leases:
+            self._start(lease)
+
     def _settled(self, lease: Lease) -> None:
         """The report of ``lease`` landed or was dropped: its slot is free."""
         slot = self.slots.get(lease.command_id)
         if slot is not None and slot.lease.attempt == lease.attempt:
             del self.slots[lease.command_id]
-            self._wake.set()
+            if self._behind:
+                self._wake.set()
 
     def _lose(self, slot: _Slot) -> None:
         """The queue no longer leases ``slot`` to us: stop its task, drop its report, free the slot."""
