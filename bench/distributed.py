@@ -74,6 +74,8 @@ QUEUE_ITEMS = 10_000
 MEM_ITEMS = 100_000
 MEM_IN_FLIGHT = 256
 LEASE_SECONDS = 60.0
+WORKER_ARGS: list[str] = []
+"""Extra ``noetl worker start`` arguments (``--worker-arg``), e.g. ``--no-decide``."""
 TARGETS = {"W1": 2.0, "W2": 500.0, "W3": 5000.0}
 """W1 ms per step (at most), W2 ms (at most), W3 items/s (at least)."""
 TIMEOUTS = {"W1": 60.0, "W2": 180.0, "W3": 600.0, "MEM": 1500.0}
@@ -269,7 +271,7 @@ def running_cluster(database_url: str, logs: Path, concurrency: int) -> Iterator
         workers = []
         for n in (1, 2):
             args = ["worker", "start", "--concurrency", str(concurrency), "--grace", "2"]
-            args += ["--lease", str(LEASE_SECONDS), "--name", f"bench-w{n}"]
+            args += ["--lease", str(LEASE_SECONDS), "--name", f"bench-w{n}", *WORKER_ARGS]
             workers.append(spawn(f"worker{n}", args, env, logs))
         processes.extend(workers)
         wait_until(lambda: _workers_registered(http, workers) >= 2, "2 registered workers", 60)
@@ -954,6 +956,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--poll-ms", type=float, default=10.0, help="status poll interval for W1-W3 (default 10 ms)"
     )
     parser.add_argument("--no-dbos", action="store_true", help="skip the DBOS side")
+    parser.add_argument(
+        "--worker-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra argument for every `noetl worker start` (repeatable), e.g. --worker-arg=--no-decide",
+    )
     parser.add_argument("--report", metavar="FILE", help="print the table of a saved --json report and exit")
     parser.add_argument("--keep-logs", help="write the processes' logs under this directory and keep them")
     args = parser.parse_args(argv)
@@ -966,6 +975,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    WORKER_ARGS[:] = args.worker_arg
     if args.report:
         report = json.loads(Path(args.report).read_text())
         results = results_from_json(report)
