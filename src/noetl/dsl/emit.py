@@ -24,6 +24,7 @@ from noetl.dsl.yamlload import Document
 _Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _STEP_ORDER = ("step", "desc", "spec", "loop", "tool", "input", "set", "next")
 _TASK_ORDER = ("name", "kind")
+_ARC_ORDER = ("step", "when", "set")
 _TOP_LEVEL_ORDER = (
     "apiVersion",
     "kind",
@@ -146,13 +147,10 @@ class Emitter:
 
     def ordered(self, value: dict[str, JSON]) -> dict[str, JSON]:
         """Steps and tasks with their keys in the conventional order (``step``/``name``, ``kind`` first)."""
-        order = (
-            _STEP_ORDER
-            if "step" in value and "tool" in value
-            else _TASK_ORDER
-            if "kind" in value and "apiVersion" not in value
-            else ()
-        )
+        if "step" in value:
+            order = _STEP_ORDER if "tool" in value else _ARC_ORDER
+        else:
+            order = _TASK_ORDER if "kind" in value and "apiVersion" not in value else ()
         if not order:
             return value
         new = {k: value[k] for k in order if k in value}
