@@ -147,6 +147,7 @@ class Emitter:
 
     def ordered(self, value: dict[str, JSON]) -> dict[str, JSON]:
         """Steps and tasks with their keys in the conventional order (``step``/``name``, ``kind`` first)."""
+        order: tuple[str, ...]
         if "step" in value:
             order = _STEP_ORDER if "tool" in value else _ARC_ORDER
         else:
