@@ -130,7 +130,22 @@ def _names(doc: _Map, workflow: JSON) -> frozenset[str]:
     workload = doc.get("workload")
     if isinstance(workload, dict):
         names.update(workload)
+    names.update(_written(steps))
     return frozenset(str(n) for n in names)
+
+
+def _written(value: JSON) -> set[str]:
+    """Variable names that ``set``/``vars`` maps anywhere in ``value`` write (prefix stripped)."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in ("set", "set_ctx", "set_iter", "vars") and isinstance(item, dict):
+                found.update(str(k).split(".", 1)[-1] for k in item)
+            found |= _written(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= _written(item)
+    return found
 
 
 def _each(items: list[JSON], rewrite: Callable[[JSON, int], JSON], rw: Rewriter) -> list[JSON]:
@@ -415,7 +430,7 @@ def _step_retry(s: _Map, name: JSON, rw: Rewriter) -> None:
 _RETRY_KEYS = frozenset(
     {
         "max_attempts", "initial_delay", "backoff_multiplier", "max_delay", "jitter", "retry_when",
-        "stop_when", "retry_on_status", "retry_on", "backoff_seconds",
+        "stop_when", "retry_on_status", "retry_on", "backoff_seconds", "backoff",
     }
 )  # fmt: skip
 
@@ -440,6 +455,11 @@ def _retry_rules(block: JSON, s: _Map, name: JSON, rw: Rewriter) -> list[JSON]:
     elif "backoff_seconds" in block:
         then["delay"] = block["backoff_seconds"]
         then["backoff"] = "fixed"
+    backoff = block.get("backoff")
+    if isinstance(backoff, int | float) and not isinstance(backoff, bool) and "delay" not in then:
+        then.update(delay=backoff, backoff="fixed")  # upstream's `backoff: 5` means 5 s between runs
+    elif isinstance(backoff, str):
+        then["backoff"] = backoff
     if "max_delay" in block:
         then["max_delay"] = block["max_delay"]
     rules: list[JSON] = []

@@ -750,3 +750,39 @@ def _replaced(value: object, path: tuple[object, ...], new: object) -> object:
         return {k: (_replaced(v, rest, new) if k == head else v) for k, v in value.items()}
     assert isinstance(value, list)
     return [(_replaced(v, rest, new) if i == head else v) for i, v in enumerate(value)]
+
+
+def test_a_variable_named_result_is_not_renamed() -> None:
+    pb = parse(
+        """\
+        workflow:
+          - step: a
+            tool: {kind: noop}
+            set: {ctx.result: 1}
+            next: {arcs: [{step: b, when: "{{ result == 1 }}"}]}
+          - step: b
+            tool: {kind: noop}
+        """
+    )
+    assert arcs(pb.steps["a"].next) == [("b", "{{ result == 1 }}")]
+    assert pb.warnings == ()
+
+
+def test_upstream_retry_backoff_seconds_number() -> None:
+    pb = parse(
+        """\
+        workflow:
+          - step: a
+            tool: {kind: noop, retry: {max_attempts: 2, retry_on: [timeout], backoff: 5}}
+        """
+    )
+    (task,) = pb.steps["a"].tool
+    assert task.rules == (
+        Rule(
+            when="{{ output.status == 'error' and (output.error.kind in [\"timeout\"]) }}",
+            do="retry",
+            attempts=2,
+            backoff="fixed",
+            delay=5,
+        ),
+    )
