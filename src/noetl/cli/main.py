@@ -614,3 +614,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+cli.add_command(__import__("noetl.cli.migrate", fromlist=["migrate"]).migrate)

@@ -16,10 +16,13 @@ they replace, so later errors still point at the right line.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 
-from noetl.dsl.model import JSON
+from noetl.dsl import renames as renames_
+from noetl.dsl import sinks
+from noetl.dsl.model import JSON, TOOL_KINDS
 from noetl.dsl.schema import LEGACY_API_VERSIONS, SHAPES
 from noetl.dsl.yamlload import Document
 from noetl.errors import PlaybookError
@@ -46,6 +49,9 @@ class Rewriter:
         self.document = document
         self.strict = strict
         self.warnings: list[str] = []
+        self.names: frozenset[str] = frozenset()
+        """Step and variable names: a legacy template name such as ``result`` that is one of them
+        means that step or variable, so it is not renamed."""
 
     def legacy(
         self, what: str, instead: str, container: object, key: str | int | None = None, step: object = None
@@ -102,8 +108,13 @@ def playbook(root: JSON, rw: Rewriter) -> JSON:
     _kind(doc, rw)
     _root_vars(doc, rw)
     doc_workflow = doc.get("workflow")
+    rw.names = _names(doc, doc_workflow)
     if isinstance(doc_workflow, list):
-        doc["workflow"] = _each(doc_workflow, lambda raw, i: step(raw, rw), rw)
+        rewritten: list[JSON] = []
+        for raw in doc_workflow:
+            rewritten.extend(sinks.split(step(raw, rw), rw))
+        rw.document.adopt(rewritten, doc_workflow)
+        doc["workflow"] = rewritten
     workbook = doc.get("workbook")
     if isinstance(workbook, list):
         doc["workbook"] = _each(workbook, lambda raw, i: _workbook_entry(raw, rw), rw)
@@ -111,6 +122,30 @@ def playbook(root: JSON, rw: Rewriter) -> JSON:
     if isinstance(keychain, list):
         doc["keychain"] = _each(keychain, lambda raw, i: _keychain_entry(raw, rw), rw)
     return doc
+
+
+def _names(doc: _Map, workflow: JSON) -> frozenset[str]:
+    steps = workflow if isinstance(workflow, list) else []
+    names = {s["step"] for s in steps if isinstance(s, dict) and isinstance(s.get("step"), str)}
+    workload = doc.get("workload")
+    if isinstance(workload, dict):
+        names.update(workload)
+    names.update(_written(steps))
+    return frozenset(str(n) for n in names)
+
+
+def _written(value: JSON) -> set[str]:
+    """Variable names that ``set``/``vars`` maps anywhere in ``value`` write (prefix stripped)."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in ("set", "set_ctx", "set_iter", "vars") and isinstance(item, dict):
+                found.update(str(k).split(".", 1)[-1] for k in item)
+            found |= _written(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= _written(item)
+    return found
 
 
 def _each(items: list[JSON], rewrite: Callable[[JSON, int], JSON], rw: Rewriter) -> list[JSON]:
@@ -205,15 +240,41 @@ def step(raw: JSON, rw: Rewriter) -> JSON:
         s["next"] = router(s["next"], name, rw, s)
     if "case" in s:
         _case(s, name, rw)
-    for key in ("save", "sink"):
-        if key in s:
-            message = (
-                f"'{key}' blocks are legacy syntax that cannot be rewritten automatically; "
-                "add a task (e.g. {name: store, kind: postgres, auth: ..., command: 'insert ...'}) "
-                "to the step's tool pipeline instead"
-            )
-            raise rw.error(message, s, key, name)
+    _step_output(s, name, rw)
+    _routing_names(s, name, rw)
     return s
+
+
+def _routing_names(s: _Map, name: JSON, rw: Rewriter) -> None:
+    """Legacy result names in step ``set`` and in the arcs' ``when``/``set``."""
+    if "set" in s:
+        s["set"] = legacy_names(s["set"], "step 'set'", s, "set", name, rw)
+    router_map = _map_at(s, "next")
+    arcs = router_map.get("arcs") if router_map is not None else None
+    if not isinstance(arcs, list):
+        return
+    for index, arc in enumerate(arcs):
+        if not isinstance(arc, dict):
+            continue
+        for key in ("when", "set"):
+            if key in arc:
+                renamed = legacy_names(arc[key], f"arc '{key}'", arc, key, name, rw)
+                if renamed is not arc[key]:
+                    new_arc = rw.copy(arc)
+                    new_arc[key] = renamed
+                    arcs[index] = arc = new_arc
+
+
+def _step_output(s: _Map, name: JSON, rw: Rewriter) -> None:
+    """Step-level ``output`` (result handling) -> the ``output`` of the step's (last) task."""
+    if "output" not in s:
+        return
+    task = s.get("tool")
+    last = task[-1] if isinstance(task, list) and task else task
+    if not isinstance(last, dict) or "output" in last:
+        return  # left for the schema check, which names the key
+    rw.legacy("step-level 'output'", "the task's 'output'", s, "output", name)
+    rw.move(last, "output", s, "output")
 
 
 def _typed_step(s: _Map, name: JSON, rw: Rewriter) -> None:
@@ -367,22 +428,23 @@ def _step_retry(s: _Map, name: JSON, rw: Rewriter) -> None:
 
 
 _RETRY_KEYS = frozenset(
-    {"max_attempts", "initial_delay", "backoff_multiplier", "max_delay", "jitter", "retry_when", "stop_when"}
-)
+    {
+        "max_attempts", "initial_delay", "backoff_multiplier", "max_delay", "jitter", "retry_when",
+        "stop_when", "retry_on_status", "retry_on", "backoff_seconds", "backoff",
+    }
+)  # fmt: skip
 
 
 def _retry_rules(block: JSON, s: _Map, name: JSON, rw: Rewriter) -> list[JSON]:
     if isinstance(block, int) and not isinstance(block, bool):
         block = {"max_attempts": block}
     if not isinstance(block, dict):
-        raise rw.error(
-            "step 'retry' must be a map like {max_attempts: 3, initial_delay: 1}", s, "retry", name
-        )
+        raise rw.error("'retry' must be a map like {max_attempts: 3, initial_delay: 1}", s, "retry", name)
     unknown = sorted(set(block) - _RETRY_KEYS)
     if unknown:
         allowed = ", ".join(sorted(_RETRY_KEYS))
         raise rw.error(
-            f"unknown key '{unknown[0]}' in step 'retry'; allowed keys: {allowed}", block, unknown[0], name
+            f"unknown key '{unknown[0]}' in 'retry'; allowed keys: {allowed}", block, unknown[0], name
         )
     then: _Map = {"do": "retry"}
     if "max_attempts" in block:
@@ -390,13 +452,33 @@ def _retry_rules(block: JSON, s: _Map, name: JSON, rw: Rewriter) -> list[JSON]:
     if "initial_delay" in block:
         then["delay"] = block["initial_delay"]
         then["backoff"] = "exponential" if block.get("backoff_multiplier", 2) != 1 else "fixed"
+    elif "backoff_seconds" in block:
+        then["delay"] = block["backoff_seconds"]
+        then["backoff"] = "fixed"
+    backoff = block.get("backoff")
+    if isinstance(backoff, int | float) and not isinstance(backoff, bool) and "delay" not in then:
+        then.update(delay=backoff, backoff="fixed")  # upstream's `backoff: 5` means 5 s between runs
+    elif isinstance(backoff, str):
+        then["backoff"] = backoff
     if "max_delay" in block:
         then["max_delay"] = block["max_delay"]
     rules: list[JSON] = []
     if "stop_when" in block:
         rules.append({"when": block["stop_when"], "then": {"do": "fail"}})
-    rules.append({"when": block.get("retry_when", _DEFAULT_RETRY_WHEN), "then": then})
+    rules.append({"when": block.get("retry_when", _retry_condition(block)), "then": then})
     return rules
+
+
+def _retry_condition(block: _Map) -> str:
+    """``retry_on_status`` (HTTP codes) and ``retry_on`` (error kinds) narrow the default (any error)."""
+    alternatives: list[str] = []
+    for key, field in (("retry_on_status", "output.http.status"), ("retry_on", "output.error.kind")):
+        values = block.get(key)
+        if isinstance(values, list) and values:
+            alternatives.append(f"{field} in {json.dumps(values)}")
+    if not alternatives:
+        return _DEFAULT_RETRY_WHEN
+    return "{{ output.status == 'error' and (" + " or ".join(alternatives) + ") }}"
 
 
 def _step_spec_next_mode(s: _Map, name: JSON, rw: Rewriter) -> None:
@@ -454,8 +536,11 @@ def _tool_map(raw: JSON, name: JSON, rw: Rewriter) -> JSON:
         rw.legacy("task 'type'", "'kind'", task, "type", name)
         rw.move(task, "kind", task, "type")
         _g0_inputs(task, name, rw)
-    if "args" in task:
+    _spec_fields(task, name, rw)
+    if "args" in task and (isinstance(task["args"], dict) or task.get("kind") in TOOL_KINDS):
         _merge_into_input(task, "args", name, rw)
+    if "retry" in task:
+        _task_retry(task, name, rw)
     if "credential" in task and task.get("kind") in ("python", "http", "postgres", "duckdb", "shell"):
         if "auth" in task:
             raise rw.error(
@@ -469,6 +554,52 @@ def _tool_map(raw: JSON, name: JSON, rw: Rewriter) -> JSON:
         _eval_rules(task, name, rw)
     _task_spec(task, name, rw)
     return task
+
+
+_SPEC_TOOL_FIELDS = frozenset(
+    {
+        "code", "url", "endpoint", "method", "params", "headers", "json", "body", "data", "payload", "form",
+        "command", "query", "commands", "queries", "cmd", "cmds", "input", "args", "path", "libs", "env",
+        "return_step", "catalog_id", "auth",
+    }
+)  # fmt: skip
+"""Tool fields that some upstream fixtures wrote under the task's ``spec`` (REFERENCE §14.14)."""
+
+
+def _spec_fields(task: _Map, name: JSON, rw: Rewriter) -> None:
+    """Tool fields written under ``tool.spec`` (``spec: {code, method, url}``) -> on the task."""
+    spec = _map_at(task, "spec")
+    if spec is None:
+        return
+    misplaced = [key for key in spec if key in _SPEC_TOOL_FIELDS and key not in task]
+    if not misplaced:
+        return
+    new_spec = rw.copy(spec)
+    for key in misplaced:
+        rw.legacy(f"tool field '{key}' under 'spec'", f"'{key}' on the task", spec, key, name)
+        rw.move(task, key, new_spec, key)
+    if new_spec:
+        task["spec"] = new_spec
+    else:
+        del task["spec"]
+
+
+def _task_retry(task: _Map, name: JSON, rw: Rewriter) -> None:
+    """A task-level ``retry:`` block (G0 keys, or upstream's ``retry_on_status``/``retry_on``/
+    ``backoff_seconds``) -> the task's ``spec.policy.rules``."""
+    block = task["retry"]
+    spec = _map_at(task, "spec") if "spec" in task else {}
+    policy = (_map_at(spec, "policy") if spec is not None else None) or {}
+    if spec is None or "rules" in policy:
+        raise rw.error(
+            "a task has both 'retry' (legacy) and 'spec.policy'; keep only the policy", task, "retry", name
+        )
+    rules = _retry_rules(block, task, name, rw)
+    rw.legacy("task 'retry' block", "task 'spec.policy.rules' with 'do: retry'", task, "retry", name)
+    new_spec: _Map = {**spec, "policy": {**policy, "rules": rules}}
+    rw.document.adopt(new_spec, spec if "spec" in task else task)
+    task["spec"] = new_spec
+    del task["retry"]
 
 
 def _g0_inputs(task: _Map, name: JSON, rw: Rewriter) -> None:
@@ -496,6 +627,14 @@ def _rule(raw: JSON, name: JSON, rw: Rewriter) -> JSON:
     if not isinstance(raw, dict):
         return raw
     rule = rw.copy(raw)
+    if "else" in rule and rule["else"] is None and isinstance(rule.get("then"), dict):
+        # `- else:` with `then:` one level too shallow: YAML reads {else: null, then: {...}}.
+        rw.legacy("'else:' with 'then:' beside it", "'else: {then: {...}}'", rule, "else", name)
+        wrapped_then: _Map = {"then": rule.pop("then")}
+        rw.document.adopt_at(wrapped_then, raw, "then")
+        rule["else"] = wrapped_then
+    if "when" in rule:
+        rule["when"] = legacy_names(rule["when"], "a policy 'when'", rule, "when", name, rw)
     fallback = rule.get("else")
     if isinstance(fallback, dict) and "then" not in fallback:
         rw.legacy("'else: {do: ...}' without 'then'", "'else: {then: {do: ...}}'", rule, "else", name)
@@ -505,7 +644,13 @@ def _rule(raw: JSON, name: JSON, rw: Rewriter) -> JSON:
     holder = rule["else"] if isinstance(rule.get("else"), dict) else rule
     then = holder.get("then") if isinstance(holder, dict) else None
     if isinstance(holder, dict) and isinstance(then, dict):
-        holder["then"] = _then_scoped_sets(then, name, rw)
+        then = _then_scoped_sets(then, name, rw)
+        if "set" in then:
+            renamed = legacy_names(then["set"], "a policy 'set'", then, "set", name, rw)
+            if renamed is not then["set"]:
+                then = rw.copy(then)
+                then["set"] = renamed
+        holder["then"] = then
     return rule
 
 
@@ -830,18 +975,26 @@ def _case_sets(raw: JSON, then: _Map, name: JSON, rw: Rewriter) -> _Map:
 
 # --------------------------------------------------------------------------- template renames
 
-_TEMPLATE = re.compile(r"\{\{(.*?)\}\}", re.S)
-
 
 def _rename_text(text: str, renames: Mapping[str, JSON]) -> str:
-    for old, new in renames.items():
-        if isinstance(new, str):
-            text = re.sub(rf"(?<![\w.]){re.escape(old)}\b", new, text)
-    return text
+    return renames_.text(text, renames)
 
 
 def _rename_json(value: JSON, renames: Mapping[str, JSON]) -> JSON:
     """Rename legacy variables (``result``, ``response``) inside the ``{{ }}`` parts of strings."""
-    if not isinstance(value, str) or not renames:
+    return renames_.template(value, renames)
+
+
+def legacy_names(
+    value: JSON, what: str, container: object, key: str | int | None, name: JSON, rw: Rewriter
+) -> JSON:
+    """Routing-time legacy names in ``value`` (``result``, ``this``, ``response``, ``outcome``) ->
+    ``output.data``/``output``, one warning per value; names taken by a step or variable stay."""
+    table = renames_.without(renames_.ROUTING, rw.names)
+    found = renames_.used(value, table)
+    if not found:
         return value
-    return _TEMPLATE.sub(lambda m: "{{" + _rename_text(m.group(1), renames) + "}}", value)
+    listed = ", ".join(f"'{old}'" for old in found)
+    targets = ", ".join(f"'{table[old]}'" for old in found)
+    rw.legacy(f"{listed} in {what}", targets, container, key, name)
+    return renames_.deep(value, table)

@@ -78,6 +78,14 @@ class Document:
             return self._location(marks.keys[key])
         return self.where(container, key)
 
+    def line_of(self, container: object, key: _Key) -> int | None:
+        """0-based line where ``container[key]`` was written (its key, else its value), if known."""
+        marks = self._marks.get(id(container))
+        if marks is None:
+            return None
+        pos = marks.keys.get(key) or marks.values.get(key)
+        return pos[0] if pos is not None else None
+
     def adopt(self, new: object, old: object) -> None:
         """Give a container built by a rewrite the positions of the container it replaces."""
         marks = self._marks.get(id(old))

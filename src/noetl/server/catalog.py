@@ -61,6 +61,7 @@ async def register(body: RegisterRequest, server: Server) -> dict[str, Any]:
         "version": entry.version,
         "catalog_id": str(entry.catalog_id),
         "kind": entry.kind,
+        "warnings": list(playbook.warnings),
     }
 
 

@@ -129,6 +129,13 @@ async def status(execution_id: int, server: Server) -> dict[str, Any]:
         "progress": {"total_steps": total, **step_counts(state)},
         "result": row.result,
         "error": row.error,
+        # The Python reference server's fields, read by older clients (REFERENCE §7).
+        "completed_steps": list(state.executed),
+        "completion_inferred": False,
+        "variables": state.variables,
+        "start_time": views.timestamp(row.created_at),
+        "end_time": views.timestamp(row.completed_at),
+        "duration_seconds": _duration(row),
     }
 
 
@@ -172,6 +179,12 @@ def step_counts(state: st.State) -> dict[str, int]:
         "failed_steps": statuses.count(st.FAILED),
         "skipped_steps": statuses.count(st.SKIPPED),
     }
+
+
+def _duration(row: ExecutionRow) -> float | None:
+    if row.created_at is None or row.completed_at is None:
+        return None
+    return (row.completed_at - row.created_at).total_seconds()
 
 
 def _is_cancelled(row: ExecutionRow) -> bool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from noetl.dsl import yamlload
+from noetl.errors import PlaybookError
 from noetl.store.ports import CatalogEntry, ExecutionRow, Lease
 
 
@@ -23,9 +25,21 @@ def catalog_entry(entry: CatalogEntry) -> dict[str, Any]:
         "version": entry.version,
         "kind": entry.kind,
         "content": entry.content,
+        "layout": None,
+        "payload": workload_of(entry.content),
         "meta": entry.meta,
         "created_at": timestamp(entry.created_at),
     }
+
+
+def workload_of(content: str) -> dict[str, Any] | None:
+    """The ``workload`` map of a stored playbook (upstream lists it as the entry's ``payload``)."""
+    try:
+        document = yamlload.load(content).root
+    except PlaybookError:
+        return None
+    workload = document.get("workload") if isinstance(document, dict) else None
+    return workload if isinstance(workload, dict) else None
 
 
 def execution_summary(row: ExecutionRow) -> dict[str, Any]:

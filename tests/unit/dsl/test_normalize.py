@@ -509,10 +509,144 @@ def test_case_on_unknown_event_is_rejected() -> None:
     assert "'step.enter'" in err.message
 
 
-def test_save_and_sink_blocks_are_rejected_with_advice() -> None:
+def test_sink_without_data_is_rejected_with_advice() -> None:
     err = error("workflow:\n  - step: a\n    tool: {kind: noop}\n    sink: {tool: postgres, table: t}\n")
-    assert "'sink' blocks" in err.message and "kind: postgres" in err.message
+    assert "'sink' needs 'data'" in err.message
     assert err.location is not None and err.location.line == 7
+
+
+def test_save_to_a_store_we_cannot_write_is_rejected() -> None:
+    err = error(
+        "workflow:\n  - step: a\n    tool: {kind: noop}\n    save: {storage: event_log, data: {x: 1}}\n"
+    )
+    assert "'save' to 'event_log' cannot be rewritten" in err.message
+
+
+def test_save_block_becomes_a_postgres_step_that_takes_the_success_arcs() -> None:
+    pb = parse(
+        """\
+        workflow:
+          - step: a
+            tool: {kind: python, code: "result = {'id': 1, 'name': 'x'}"}
+            save:
+              storage: {type: postgres, auth: pg}
+              table: app.people
+              mode: upsert
+              key: id
+              data: {id: "{{ this.data.id }}", name: "{{ result.name }}"}
+            next:
+              - when: "{{ event.name == 'call.error' }}"
+                step: handle
+              - step: end
+          - step: handle
+            tool: {kind: noop}
+          - step: end
+            tool: {kind: noop}
+        """
+    )
+    assert [s.name for s in pb.workflow] == ["a", "a_save", "handle", "end"]
+    assert arcs(pb.steps["a"].next) == [("handle", "{{ event.name == 'call.error' }}"), ("a_save", None)]
+    assert arcs(pb.steps["a_save"].next) == [("end", None)]
+    (task,) = pb.steps["a_save"].tool
+    assert task.kind == "postgres" and task.auth == "pg"
+    assert task.config["command"] == (
+        "INSERT INTO app.people (id, name) VALUES (%(id)s, %(name)s) "
+        "ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name"
+    )
+    assert task.input == {"id": "{{ a.data.id }}", "name": "{{ a.name }}"}
+    assert any("'save' block is legacy" in w for w in pb.warnings)
+
+
+def test_sink_on_a_loop_step_becomes_a_pipeline_task() -> None:
+    pb = parse(
+        """\
+        workflow:
+          - step: each
+            loop: {in: [1, 2], iterator: n}
+            tool: {kind: python, code: "result = {'n': n}"}
+            sink: {tool: postgres, table: t, mode: update, key: n, args: {n: "{{ result.n }}", seen: true}}
+        """
+    )
+    step = pb.steps["each"]
+    assert step.pipeline and [t.name for t in step.tool] == ["each", "save"]
+    assert step.tool[1].config["command"] == "UPDATE t SET seen = %(seen)s WHERE n = %(n)s"
+    assert step.tool[1].input == {"n": "{{ each.n }}", "seen": True}
+
+
+def test_tool_fields_under_spec_and_task_retry_block() -> None:
+    pb = parse(
+        """\
+        workflow:
+          - step: a
+            tool:
+              kind: http
+              spec: {method: GET, url: "http://x/{{ p }}", timeout: 5}
+              retry: {max_attempts: 3, retry_on_status: [429, 503], backoff_seconds: 2}
+        """
+    )
+    (task,) = pb.steps["a"].tool
+    assert task.config == {"method": "GET", "url": "http://x/{{ p }}"} and task.timeout == 5
+    assert task.rules == (
+        Rule(
+            when="{{ output.status == 'error' and (output.http.status in [429, 503]) }}",
+            do="retry",
+            attempts=3,
+            backoff="fixed",
+            delay=2,
+        ),
+    )
+    assert len(pb.warnings) == 3
+
+
+def test_step_level_output_moves_to_the_task_and_else_with_sibling_then() -> None:
+    pb = parse(
+        """\
+        workflow:
+          - step: a
+            tool:
+              kind: noop
+              spec:
+                policy:
+                  rules:
+                    - else:
+                      then: {do: continue, set: {ctx.done: "{{ outcome.status }}"}}
+            output: {store: {kind: memory}}
+        """
+    )
+    (task,) = pb.steps["a"].tool
+    assert task.rules == (Rule(when=None, do="continue", set={"ctx.done": "{{ output.status }}"}),)
+    assert len(pb.warnings) == 3
+
+
+def test_legacy_result_names_in_routing_become_output() -> None:
+    pb = parse(
+        """\
+        workload: {response: 1}
+        workflow:
+          - step: a
+            tool: {kind: noop}
+            set: {ctx.x: "{{ result.v }}", ctx.y: "{{ response }}", ctx.z: "{{ 'result' ~ this.k }}"}
+            next:
+              arcs:
+                - {step: b, when: "{{ outcome.result.ok and result != 'result' }}", set: {w: "{{ this }}"}}
+          - step: b
+            tool: {kind: noop}
+        """
+    )
+    a = pb.steps["a"]
+    assert a.set == {
+        "ctx.x": "{{ output.data.v }}",
+        "ctx.y": "{{ response }}",
+        "ctx.z": "{{ 'result' ~ output.data.k }}",
+    }
+    assert arcs(a.next) == [("b", "{{ output.data.ok and output.data != 'result' }}")]
+    assert a.next is not None and a.next.arcs[0].set == {"w": "{{ output.data }}"}
+    assert len(pb.warnings) == 3
+
+
+def test_unknown_kind_with_list_args_is_reported_as_the_unknown_kind() -> None:
+    err = error("workflow:\n  - step: a\n    tool: {kind: container, args: [echo, hi]}\n")
+    assert "unknown tool kind 'container'" in err.message
 
 
 def test_keychain_legacy_scopes() -> None:
@@ -569,12 +703,17 @@ workflow:
     loop: {in: [1], iterator: i, mode: parallel}
     tool:
       - p: {kind: noop, spec: {policy: {rules: [{when: x, then: {do: jump, to: p, set_ctx: {a: 1}}}]}}}
+    save: {storage: {type: postgres, auth: pg}, table: t, mode: upsert, key: [k], data: {k: "{{ this.k }}"}}
+  - step: last
+    tool: {kind: python, code: "result = 1", retry: {max_attempts: 2, retry_on: [timeout]}}
+    sink: {tool: postgres, table: t, args: {k: "{{ result }}"}}
+    next: [{step: end, when: "{{ result == 1 }}"}]
 """
 
 
 def test_whole_legacy_playbook() -> None:
     pb = parser.parse(LEGACY)
-    assert [s.name for s in pb.workflow] == ["start", "g2", "each", "fin"]
+    assert [s.name for s in pb.workflow] == ["start", "g2", "each", "fin", "last", "last_save"]
     assert len(pb.warnings) >= 15
     assert pb.steps["each"].tool[0].input == {"z": 1}
 
@@ -611,3 +750,39 @@ def _replaced(value: object, path: tuple[object, ...], new: object) -> object:
         return {k: (_replaced(v, rest, new) if k == head else v) for k, v in value.items()}
     assert isinstance(value, list)
     return [(_replaced(v, rest, new) if i == head else v) for i, v in enumerate(value)]
+
+
+def test_a_variable_named_result_is_not_renamed() -> None:
+    pb = parse(
+        """\
+        workflow:
+          - step: a
+            tool: {kind: noop}
+            set: {ctx.result: 1}
+            next: {arcs: [{step: b, when: "{{ result == 1 }}"}]}
+          - step: b
+            tool: {kind: noop}
+        """
+    )
+    assert arcs(pb.steps["a"].next) == [("b", "{{ result == 1 }}")]
+    assert pb.warnings == ()
+
+
+def test_upstream_retry_backoff_seconds_number() -> None:
+    pb = parse(
+        """\
+        workflow:
+          - step: a
+            tool: {kind: noop, retry: {max_attempts: 2, retry_on: [timeout], backoff: 5}}
+        """
+    )
+    (task,) = pb.steps["a"].tool
+    assert task.rules == (
+        Rule(
+            when="{{ output.status == 'error' and (output.error.kind in [\"timeout\"]) }}",
+            do="retry",
+            attempts=2,
+            backoff="fixed",
+            delay=5,
+        ),
+    )
