@@ -16,11 +16,13 @@ A crash anywhere leaves all of a batch or none of it. An outcome is recorded onc
 row's ``recorded`` flag is set in the same transaction that appends its events.
 
 The same pass also runs on the worker, right after it reports (:meth:`Orchestrator.record`): in
-the report's own transaction the worker tries each execution's lock without waiting, and for the
-executions it gets it records and decides exactly as the server would, and leases the new commands
-it has room for to itself. One commit per step instead of three (report, pass, claim), and no
-wake-up in between. For executions another pass holds, it notifies the server instead, which
-records them in its next pass; the server remains the decider for everything workers leave.
+the report's own transaction the worker takes each execution's lock (waiting for a pass that holds
+it: passes are short, and the waiting worker's next batch grows meanwhile), records and decides
+exactly as the server would, and leases the new commands it has room for to itself. One commit per
+step instead of three (report, pass, claim), and no wake-up in between. Locks are taken in
+execution id order, so two workers never deadlock; the server's passes skip locked executions
+instead of waiting. The server remains the decider for everything else: starts, cancellations,
+commands the reaper failed, and reports of workers running with ``decide`` off.
 """
 
 from __future__ import annotations
@@ -152,20 +154,20 @@ class Orchestrator:
         return sum(len(w.recorded) for w in works)
 
     async def record(self, conn: Any, reports: list[Report], take: Take | None = None) -> Recorded:
-        """Report outcomes and, for the executions whose lock is free, record and decide at once.
+        """Report outcomes, then record them and decide, in one transaction of two statements.
 
-        One transaction of two statements: ``decisions.open`` (the reports, a lock without waiting
-        on each of their executions, the outcomes already waiting for the locked ones), then per
-        locked execution the pass's ``decisions.write``, with new commands leased to the reporting
-        worker up to ``take.limit`` (the rest enqueued as ready); the server is notified of the
-        executions left to it. ``conn`` must be in autocommit mode (the usual pool connection), and
-        each ``Report.execution_id`` set."""
+        ``decisions.open`` reports, locks each of the reports' executions (waiting for a pass that
+        holds one) and reads the outcomes already waiting for them; then per execution the pass's
+        ``decisions.write``, with new commands leased to the reporting worker up to ``take.limit``
+        (the rest enqueued as ready). A report of an execution that is no longer running is kept
+        for the server, which is notified. ``conn`` must be in autocommit mode (the usual pool
+        connection), and each ``Report.execution_id`` set."""
         works: list[_Work] = []
         done = Recorded()
         wanted = sorted({r.execution_id for r in reports})
         try:
             async with conn.transaction():
-                opened = await decisions.open(conn, wanted, reports)
+                opened = await decisions.open(conn, wanted, reports, wait=True)
                 done.accepted = opened.accepted
                 locked = {r.execution_id for r in opened.rows}
                 works = await self._decide_locked(
