@@ -56,7 +56,9 @@ def key_id(key: bytes) -> bytes:
 class Cipher:
     """Seals with the current KEK, opens with any known one (current first, then previous ones)."""
 
-    def __init__(self, key: bytes, previous: Sequence[bytes] = (), *, reload: KeySource | None = None) -> None:
+    def __init__(
+        self, key: bytes, previous: Sequence[bytes] = (), *, reload: KeySource | None = None
+    ) -> None:
         self._reload = reload
         self._set_keys([key, *previous])
 
@@ -154,8 +156,9 @@ class Cipher:
             kek = self._keks.get(kid)
         if kek is None:
             raise CredentialError(
-                f"credential data was encrypted with a key this process does not have (key id {kid.hex()}); "
-                "configure that key in NOETL_ENCRYPTION_PREVIOUS_KEYS, or finish `noetl credential rotate-key`"
+                f"credential data was encrypted with a key this process does not have (key id "
+                f"{kid.hex()}); configure that key in NOETL_ENCRYPTION_PREVIOUS_KEYS, or finish "
+                "`noetl credential rotate-key`"
             )
         return kek
 
