@@ -32,7 +32,9 @@ def test_encrypt_round_trips_and_is_randomised(cipher: Cipher) -> None:
 def test_any_altered_byte_fails_authentication(cipher: Cipher, position: int) -> None:
     sealed = bytearray(cipher.encrypt(b"secret data", b"pg"))
     sealed[position] ^= 0x01
-    with pytest.raises(CredentialError, match=r"failed authentication|unknown format|key this process does not have"):
+    with pytest.raises(
+        CredentialError, match=r"failed authentication|unknown format|key this process does not have"
+    ):
         cipher.decrypt(bytes(sealed), b"pg")
 
 
