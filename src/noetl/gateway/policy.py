@@ -3,10 +3,10 @@
 Roles, each including the one below it:
 
 =========  ============================================================================
-viewer     read: catalog, executions, events, status, credential names (never data)
+viewer     read: catalog, executions, their events, status, workers, credential names (never data)
 operator   + execute playbooks and cancel executions
 developer  + register playbooks
-admin      + everything else: credentials (write, read data), workers, raw events
+admin      + everything else: credentials (write, read data), the worker queue API, raw events
 =========  ============================================================================
 
 A principal also carries catalog path patterns (``fnmatch``: ``finance/*``; ``*`` is everything);
@@ -60,7 +60,7 @@ def classify(method: str, path: str, query: Mapping[str, str]) -> Action:
             return Action("read", execution_id=match[1], lookup="execution")
         if path in ("executions", "catalog"):
             return Action("read", filter_list=True)
-        if path.startswith(("worker", "queue", "events")):
+        if path.startswith(("queue", "events")):
             return Action("admin")
         return Action("read")
     if method == "POST":
