@@ -650,4 +650,6 @@ async def test_unsupported_keychain_kind_fails_clearly_when_referenced(run):
     """)
     out = await run(pb, credentials=MemoryCredentials())
     assert out.status == "error" and out.error["kind"] == "credential"
-    assert "keychain kind 'google_id_token'" in out.error["message"] and "not supported" in out.error["message"]
+    assert (
+        "keychain kind 'google_id_token'" in out.error["message"] and "not supported" in out.error["message"]
+    )
