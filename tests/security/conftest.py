@@ -21,9 +21,9 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from tests.support.cluster import Cluster, free_port, running_cluster, spawn, wait_until
 
 from noetl.store import crypto
+from support.cluster import Cluster, free_port, running_cluster, spawn, wait_until
 
 SECRET = "Zq7-planted-S3cret-value-991"
 SERVICE_TOKEN = "service-token-for-tests-5b1e"

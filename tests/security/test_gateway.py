@@ -8,7 +8,8 @@ import time
 import httpx
 import jwt
 import psycopg
-from tests.security.conftest import JWT_SECRET, Keys, Secured
+
+from security.conftest import JWT_SECRET, Keys, Secured
 
 PLAYBOOK = """
 apiVersion: noetl.io/v2
@@ -30,7 +31,7 @@ def wait_done(secured: Secured, execution_id: str) -> dict:
         body = httpx.get(f"{secured.cluster.url}/api/executions/{execution_id}", timeout=5).json()
         return body if body["status"] in ("COMPLETED", "FAILED", "CANCELLED") else None
 
-    from tests.support.cluster import wait_until
+    from support.cluster import wait_until
 
     return wait_until(done, f"execution {execution_id} to finish")
 
@@ -68,6 +69,11 @@ def test_roles_and_paths_decide_register_and_execute(secured: Secured) -> None:
     assert secured.gw("GET", f"executions/{execution_id}", operator).status_code == 200
     other = secured.key("gw-ops-mkt", "operator", "marketing/*")
     assert secured.gw("GET", f"executions/{execution_id}", other).status_code == 403
+    # single catalog entries too
+    assert secured.gw("POST", "catalog/resource", other, json={"path": "finance/report"}).status_code == 403
+    assert (
+        secured.gw("POST", "catalog/resource", operator, json={"path": "finance/report"}).status_code == 200
+    )
     # lists are filtered to the principal's paths
     listed = secured.gw("GET", "executions", other).json()["executions"]
     assert all(e["path"].startswith("marketing/") for e in listed)
@@ -180,7 +186,7 @@ def test_revoked_key_stops_working(secured: Secured) -> None:
     key = secured.key("short-lived", "viewer")
     assert secured.gw("GET", "executions", key).status_code == 200
     secured.noetl("token", "revoke", "short-lived")
-    from tests.support.cluster import wait_until
+    from support.cluster import wait_until
 
     wait_until(
         lambda: secured.gw("GET", "executions", key).status_code == 401, "the revoked key to be refused", 30

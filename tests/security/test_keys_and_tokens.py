@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.security.conftest import Loopback, serve
 
 from noetl.errors import CredentialError
 from noetl.runtime import tokens
@@ -21,6 +20,7 @@ from noetl.runtime.credentials import Keychain, MemoryCredentials, Use
 from noetl.server.app import create_app
 from noetl.server.settings import ServerSettings
 from noetl.store import credentials, crypto, db, migrate
+from security.conftest import Loopback, serve
 
 CLIENT_SECRET = "client-secret-Qx81-never-shown"
 

@@ -11,8 +11,9 @@ import httpx
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
-from tests.security.conftest import SECRET, Loopback, Secured
-from tests.support.cluster import wait_until
+
+from security.conftest import SECRET, Loopback, Secured
+from support.cluster import wait_until
 
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
 

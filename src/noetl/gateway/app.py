@@ -196,7 +196,8 @@ def _json(body: bytes) -> dict[str, Any]:
 async def _server_json(
     gateway: Gateway, method: str, path: str, body: dict[str, Any] | None
 ) -> dict[str, Any] | None:
-    response = await _send(gateway, gateway.http.build_request(method, path, json=body, headers=_service({})))
+    headers = _service({}, gateway.settings.service_token)
+    response = await _send(gateway, gateway.http.build_request(method, path, json=body, headers=headers))
     try:
         if response.status_code == 404:
             return None
@@ -233,14 +234,18 @@ async def _proxy(
         await response.aread()
         await response.aclose()
         passed.pop("content-encoding", None)
-        return JSONResponse(_filtered(response.json(), principal.paths), response.status_code)
+        visible = _filtered(response.json(), principal.paths)
+        if visible is None:
+            return problem(403, f"this entry is outside the paths allowed to '{principal.name}'", "forbidden")
+        return JSONResponse(visible, response.status_code)
     return StreamingResponse(
         response.aiter_raw(), response.status_code, headers=passed, background=BackgroundTask(response.aclose)
     )
 
 
-def _filtered(body: object, patterns: tuple[str, ...]) -> object:
-    """List answers keep only entries whose ``path`` the principal may see."""
+def _filtered(body: object, patterns: tuple[str, ...]) -> object | None:
+    """List answers keep only entries whose ``path`` the principal may see; a single entry it may
+    not see gives None."""
     if isinstance(body, dict):
         for key in ("executions", "entries"):
             items = body.get(key)
@@ -251,7 +256,7 @@ def _filtered(body: object, patterns: tuple[str, ...]) -> object:
                     if isinstance(item, dict) and policy.path_allowed(patterns, item.get("path"))
                 ]
         if "path" in body and not policy.path_allowed(patterns, body.get("path")):
-            return {"detail": "hidden"}
+            return None
     return body
 
 
