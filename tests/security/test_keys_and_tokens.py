@@ -188,11 +188,12 @@ def test_rotation_with_an_env_key_keeps_old_records_readable() -> None:
 # ---- the server's refusals --------------------------------------------------------------------------
 
 
-def test_server_refuses_to_start_without_a_key(pg_database: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", [["noetl.server.main"], ["noetl", "server", "start"]])
+def test_server_refuses_to_start_without_a_key(pg_database: str, tmp_path: Path, command: list[str]) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NOETL_")}
     env["NOETL_DATABASE_URL"] = pg_database
     done = subprocess.run(
-        [sys.executable, "-m", "noetl.server.main"],
+        [sys.executable, "-m", *command],
         env=env,
         capture_output=True,
         text=True,
