@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from noetl import __version__
 from noetl.runtime.orchestration import Orchestrator
 from noetl.server import (
+    auth,
     catalog,
     credentials,
     events,
@@ -62,6 +63,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     )
     problems.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(auth.ServiceAuth, token=settings.service_token, require_token=settings.require_token)
     for router in ROUTERS:
         app.include_router(router)
     return app
@@ -70,6 +72,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
 def _lifespan(settings: ServerSettings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        cipher = credentials.cipher(settings, embedded=not settings.database_url)
         ready = await prepare(settings)
         assert ready.database_url is not None
         pool = await db.pool(ready.database_url, ready.pool_min_size, ready.pool_max_size)
@@ -79,7 +82,7 @@ def _lifespan(settings: ServerSettings) -> Callable[[FastAPI], AbstractAsyncCont
                 database_url=ready.database_url,
                 pool=pool,
                 orchestrator=Orchestrator(pool),
-                cipher=credentials.cipher(ready),
+                cipher=cipher,
                 playbooks=PlaybookCache(),
             )
             app.state.noetl = context

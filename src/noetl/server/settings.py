@@ -25,6 +25,9 @@ ENVIRONMENT = {
     "data_dir": "NOETL_DATA_DIR",
     "encryption_key": "NOETL_ENCRYPTION_KEY",
     "encryption_key_file": "NOETL_ENCRYPTION_KEY_FILE",
+    "previous_keys": "NOETL_ENCRYPTION_PREVIOUS_KEYS",
+    "service_token": "NOETL_SERVICE_TOKEN",
+    "require_token": "NOETL_SERVER_REQUIRE_TOKEN",
     "reaper_interval": "NOETL_REAPER_INTERVAL",
     "poll_seconds": "NOETL_ORCHESTRATOR_POLL_SECONDS",
     "pool_max_size": "NOETL_SERVER_POOL_SIZE",
@@ -40,8 +43,13 @@ class ServerSettings:
     ``database_url`` None means the embedded PostgreSQL under ``data_dir`` (or the user's data
     directory). ``encryption_key`` is the base64 of a 32-byte key for stored credentials; without
     it the key is read from ``encryption_key_file``, else from ``credentials.key`` in the data
-    directory (created on first use). ``orchestrate`` and ``reap`` switch the
+    directory (created on first use); ``previous_keys`` are older keys still accepted for reading
+    while ``noetl credential rotate-key`` runs. ``orchestrate`` and ``reap`` switch the
     background tasks (a read-only API replica may run without them).
+
+    Access: requests from loopback are served as they come; any other client must send
+    ``Authorization: Bearer <service_token>`` (the gateway and remote workers do). With
+    ``require_token`` even loopback clients must send it. ``/health`` is always open.
     """
 
     host: str = DEFAULT_HOST
@@ -50,6 +58,9 @@ class ServerSettings:
     data_dir: Path | None = None
     encryption_key: str | None = None
     encryption_key_file: Path | None = None
+    previous_keys: str | None = None
+    service_token: str | None = None
+    require_token: bool = False
     reaper_interval: float = 5.0
     poll_seconds: float = 1.0
     pool_min_size: int = 1
@@ -78,7 +89,16 @@ def _convert(name: str, var: str, raw: str) -> object:
     try:
         return parse(raw)
     except ValueError:
-        raise UsageError(f"{var} must be a number, got {raw!r}", field=var) from None
+        raise UsageError(f"{var} must be a number or a boolean, got {raw!r}", field=var) from None
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
 
 
 def _path(raw: str) -> Path:
@@ -93,4 +113,5 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "poll_seconds": float,
     "data_dir": _path,
     "encryption_key_file": _path,
+    "require_token": _bool,
 }
