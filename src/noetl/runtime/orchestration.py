@@ -100,9 +100,19 @@ class Orchestrator:
     # -- starting ---------------------------------------------------------------------------------
 
     async def start(
-        self, entry: CatalogEntry, payload: dict[str, Any] | None, *, parent_execution_id: int | None = None
+        self,
+        entry: CatalogEntry,
+        payload: dict[str, Any] | None,
+        *,
+        parent_execution_id: int | None = None,
+        parent_key: str | None = None,
     ) -> int:
-        """Create an execution of ``entry`` and dispatch its entry step, in one transaction."""
+        """Create an execution of ``entry`` and dispatch its entry step, in one transaction.
+
+        With ``parent_key`` (a sub-playbook call: the parent's command id and the call's number in
+        that run of the command) the start is idempotent: when that call already started a child -
+        the command is running again after its lease expired - that child's id is returned and
+        nothing new is started."""
         playbook = self._parse(entry)
         execution_id = ids.new_id()
         first = initial_event(
@@ -115,10 +125,26 @@ class Orchestrator:
         row = ExecutionRow(execution_id, entry.catalog_id, entry.path, "RUNNING", parent_execution_id)
         work = _Work(row, State())
         self._run(playbook, work, [first])
-        async with self.pool.connection() as conn, conn.transaction(), conn.pipeline():
-            await executions.create(
-                conn, execution_id, entry.catalog_id, entry.path, payload or {}, parent_execution_id
-            )
+        async with self.pool.connection() as conn, conn.transaction():
+            if parent_key is not None and parent_execution_id is not None:
+                created = await executions.create_child(
+                    conn,
+                    execution_id,
+                    entry.catalog_id,
+                    entry.path,
+                    payload or {},
+                    parent_execution_id,
+                    parent_key,
+                )
+                if created is None:
+                    earlier = await executions.child_by_key(conn, parent_execution_id, parent_key)
+                    if earlier is None:  # cannot happen: the conflicting row is visible once it committed
+                        raise NoetlError(f"sub-playbook call {parent_key} conflicts with an unknown child")
+                    return earlier
+            else:
+                await executions.create(
+                    conn, execution_id, entry.catalog_id, entry.path, payload or {}, parent_execution_id
+                )
             await self._write(conn, work)
         self._remember(work)
         return execution_id

@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from noetl.dsl.model import JSON
@@ -97,8 +96,23 @@ class CommandRunner:
     def _services(self, lease: Lease) -> Services:
         run_child: ChildRunner | None = None
         if self._run_child is not None:
-            run_child = partial(self._run_child, parent_execution_id=lease.execution_id)
+            run_child = _keyed_child_runner(self._run_child, lease)
         return Services(python_pool=self._python_pool, run_child=run_child, extras=self._extras)
+
+
+def _keyed_child_runner(run_child: Callable[..., Any], lease: Lease) -> ChildRunner:
+    """``run_child`` for one run of ``lease``: each call carries its parent and a key naming it
+    (``<command_id>#<n>``, n counting this run's calls), so a run that repeats an earlier run's
+    calls - the command running again - attaches to the children that run started."""
+    calls = 0
+
+    async def keyed(**request: Any) -> Any:
+        nonlocal calls
+        key = f"{lease.command_id}#{calls}"
+        calls += 1
+        return await run_child(**request, parent_execution_id=lease.execution_id, parent_key=key)
+
+    return keyed
 
 
 def report_of(lease: Lease, outcome: Outcome) -> Finished:
