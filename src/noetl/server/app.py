@@ -17,6 +17,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from fastapi import FastAPI
 
 from noetl import __version__
+from noetl.engine.decide import Limits
 from noetl.runtime.orchestration import Orchestrator
 from noetl.server import (
     auth,
@@ -81,7 +82,7 @@ def _lifespan(settings: ServerSettings) -> Callable[[FastAPI], AbstractAsyncCont
                 settings=ready,
                 database_url=ready.database_url,
                 pool=pool,
-                orchestrator=Orchestrator(pool),
+                orchestrator=Orchestrator(pool, limits=Limits(inline_results=settings.inline_results)),
                 cipher=cipher,
                 playbooks=PlaybookCache(),
             )

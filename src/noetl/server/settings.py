@@ -33,6 +33,7 @@ ENVIRONMENT = {
     "pool_max_size": "NOETL_SERVER_POOL_SIZE",
     "max_body_bytes": "NOETL_SERVER_MAX_BODY_BYTES",
     "log_level": "NOETL_LOG_LEVEL",
+    "inline_results": "NOETL_INLINE_RESULTS",
 }
 
 
@@ -71,6 +72,9 @@ class ServerSettings:
     reap: bool = True
     shutdown_grace: float = 5.0
     log_level: str = "info"
+    inline_results: int = 10_000
+    """Loops with more items keep their per-iteration results in the event log only (DECISIONS 19);
+    give workers the same value (``NOETL_INLINE_RESULTS`` is read by both)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServerSettings:
@@ -107,6 +111,7 @@ def _path(raw: str) -> Path:
 
 _PARSERS: dict[str, Callable[[str], object]] = {
     "port": int,
+    "inline_results": int,
     "pool_max_size": int,
     "max_body_bytes": int,
     "reaper_interval": float,

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from noetl.engine.state import fold
 from noetl.errors import ExecutionError, PlaybookError
+from noetl.runtime import results
 from noetl.worker.database import Database, is_connection_error
 
 if TYPE_CHECKING:
@@ -60,6 +61,9 @@ class Children:
             return {"execution_id": str(child_id), "status": "RUNNING"}
         row = await self._finished(child_id)
         result = row.result if not return_step else await self._step_result(child_id, return_step)
+        result = await self._database.run(
+            "reading a sub-playbook's loop results", lambda conn: results.hydrate_stored(conn, result)
+        )
         return {"execution_id": str(child_id), "status": row.status, "result": result, "error": row.error}
 
     async def _entry(self, path: str, version: object, catalog_id: object) -> CatalogEntry:

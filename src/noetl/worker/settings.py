@@ -29,6 +29,7 @@ ENVIRONMENT: Final = {
     "encryption_key_b64": "NOETL_ENCRYPTION_KEY",
     "encryption_key_file": "NOETL_ENCRYPTION_KEY_FILE",
     "decide": "NOETL_WORKER_DECIDE",
+    "inline_results": "NOETL_INLINE_RESULTS",
 }
 """Field name -> environment variable read by :meth:`WorkerSettings.from_env`."""
 
@@ -64,8 +65,10 @@ class WorkerSettings:
     """A file holding that key as base64 text, used when ``encryption_key_b64`` is not given (created
     with a fresh key if missing - the embedded default, shared with the server on the same machine)."""
     decide: bool = True
-    """Record and decide right after reporting, in the report's transaction, when the execution's
-    lock is free (the fast path); ``False`` leaves every decision to the server."""
+    """Record and decide right after reporting, in the report's own transaction (the fast path);
+    ``False`` leaves every decision to the server."""
+    inline_results: int = 10_000
+    """The engine's inline limit for loop results (DECISIONS 19); the same value as the server's."""
 
     def __post_init__(self) -> None:
         if not self.database_url:

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final
 
+from noetl.engine.decide import Limits
 from noetl.errors import NoetlError
 from noetl.runtime.orchestration import Orchestrator
 from noetl.store.ports import Lease
@@ -77,7 +78,8 @@ class Worker:
         self.slots: dict[str, _Slot] = {}
         self._claiming = 0  # slots the claim in flight may fill
         self._behind = False  # ready commands may be waiting that we had no slot for
-        self.orchestrator = Orchestrator(None)  # its pool is set once the database opens
+        limits = Limits(inline_results=settings.inline_results)
+        self.orchestrator = Orchestrator(None, limits=limits)  # its pool is set once the database opens
         self.reporter = Reporter(
             self.database,
             settings.worker_id,
