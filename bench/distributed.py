@@ -27,8 +27,8 @@ W1   a chain of 40 ``python`` steps adding 1 (and the same chain of ``noop`` ste
 W2   a parallel loop of 1,000 ``python`` items ``result = x * 2`` (and ``noop``): seconds.
 W3   a parallel loop of 10,000 ``python`` items (and ``noop``) through the 2 workers: items/s.
 MEM  a parallel loop of 100,000 ``noop`` items (``max_in_flight`` 256): RSS (VmRSS) of the server
-     and of each worker sampled every second; start, peak, end, and how far the server's RSS rises
-     above its half-way value (the 'flat' verdict: less than 10 MiB).
+     and of each worker sampled every second; start, peak, end, and how far each process's RSS
+     rises above its half-way value while the loop runs (the 'flat' verdict: less than 10 MiB).
 
 DBOS's side is ``bench/dbos_peer.py`` (equivalent workflows; see its docstring), run in its own
 process per workload on its own fresh database of the same PostgreSQL. Ratios are "speed-up":
@@ -696,7 +696,10 @@ def bench_mem(ctx: BenchContext) -> WorkloadResult:
     memory: JSONMap = {"seconds": round(run.seconds, 1), "items_per_s": round(MEM_ITEMS / run.seconds, 1)}
     for name in pids:
         series = [(t, kib) for t, values in samples if (kib := values[name]) is not None]
-        half = [v for t, v in series if t >= series[-1][0] / 2]
+        # the verdict looks at the loop while it runs: the last samples follow the final poll, whose
+        # answer holds the 100,000 results (the API hydrates them), a one-off of the read, not growth
+        running = series[:-2] if len(series) > 4 else series
+        half = [v for t, v in running if t >= running[-1][0] / 2]
         memory[name] = {
             "start_mib": round(series[0][1] / mib, 1),
             "peak_mib": round(max(v for _, v in series) / mib, 1),
@@ -708,14 +711,14 @@ def bench_mem(ctx: BenchContext) -> WorkloadResult:
             ],
         }
     result.extra["memory"] = memory
-    server = memory["server"]
-    growth = server["second_half_growth_mib"] or 0.0
+    growth = max(memory[name]["second_half_growth_mib"] or 0.0 for name in pids)
     result.metrics = [
         Metric("items/s", [MEM_ITEMS / run.seconds], "items/s", higher_is_better=True),
-        Metric("server RSS rise within the second half", [growth], "MiB", target=10.0),
+        Metric("largest RSS rise within the second half", [growth], "MiB", target=10.0),
     ]
     result.notes.append(
-        "flat = the server's RSS peaks less than 10 MiB above its value at the loop's half-way point"
+        "flat = no process (server, workers) peaks 10 MiB or more above its RSS at the loop's half-way"
+        " point while the loop runs"
     )
     return result
 
