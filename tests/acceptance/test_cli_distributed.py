@@ -573,3 +573,28 @@ def test_local_run_imports_nothing_of_the_distributed_runtime(tmp_path: Path) ->
     }
     assert "noetl.cli.main" in imported  # the probe sees our own modules
     assert sorted(m for m in imported if m.startswith(HEAVY)) == []
+
+
+def test_results_keep_their_key_order_on_both_runtimes(cluster: Cluster) -> None:
+    """Objects come back with their keys in the order they were written, as from the local runtime."""
+    text = playbook(
+        "acceptance/key_order",
+        """
+        workload: {zeta: 1, alpha: 2, mid: 3}
+        workflow:
+          - step: start
+            tool:
+              kind: python
+              input: {w: "{{ workload }}"}
+              code: "result = {'b': 1, 'a': 2, 'ccc': {'z': 1, 'y': [{'q': 1, 'p': 2}]}, 'w': w}"
+        """,
+    )
+    file = cluster.write("run/key_order.yaml", text)
+    keys = {}
+    for runtime in ("local", "distributed"):
+        proc = cluster.noetl("run", str(file), "--runtime", runtime, "--json")
+        assert proc.returncode == 0, proc.stderr
+        final = json.loads(proc.stdout)["final_result"]
+        keys[runtime] = (list(final), list(final["ccc"]), list(final["ccc"]["y"][0]), list(final["w"]))
+    assert keys["local"] == (["b", "a", "ccc", "w"], ["z", "y"], ["q", "p"], ["zeta", "alpha", "mid"])
+    assert keys["distributed"] == keys["local"]

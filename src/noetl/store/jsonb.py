@@ -1,4 +1,4 @@
-"""How Python values become JSONB parameters.
+"""How Python values become JSON parameters.
 
 Mappings of any kind (the engine hands out read-only ones) become objects; anything else JSON has
 no type for (datetime, Decimal, UUID from tool results) becomes its ``str``, as the local runtime's
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Json
 
 
 def _fallback(value: object) -> object:
@@ -29,6 +29,7 @@ def dumps(value: object) -> str:
     return _encoder.encode(value)
 
 
-def param(value: object) -> Jsonb:
-    """``value`` as a JSONB query parameter."""
-    return Jsonb(value, dumps=dumps)
+def param(value: object) -> Json:
+    """``value`` as a JSON query parameter: sent as ``json``, so a ``json`` column keeps the key order
+    it was written in (parsing as ``jsonb`` would sort the keys); ``jsonb`` columns cast it on the way."""
+    return Json(value, dumps=dumps)

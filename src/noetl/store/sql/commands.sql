@@ -15,7 +15,7 @@ WITH inserted AS (
     SELECT c.command_id, c.execution_id, c.catalog_id, c.step, c.idx, c.pool, c.priority, c.max_attempts, c.context
     FROM unnest(%(command_ids)s::text[], %(execution_ids)s::bigint[], %(catalog_ids)s::bigint[],
                 %(steps)s::text[], %(idx)s::integer[], %(pools)s::text[], %(priorities)s::integer[],
-                %(max_attempts)s::integer[], %(contexts)s::jsonb[])
+                %(max_attempts)s::integer[], %(contexts)s::json[])
         WITH ORDINALITY AS c(command_id, execution_id, catalog_id, step, idx, pool, priority, max_attempts,
                              context, n)
     ORDER BY c.n
@@ -82,7 +82,7 @@ WITH reported AS (
     SET status = CASE WHEN r.ok THEN 'done' ELSE 'failed' END, outcome = r.outcome,
         lease_until = NULL, updated_at = now()
     FROM unnest(%(worker_ids)s::text[], %(command_ids)s::text[], %(attempts)s::integer[],
-                %(oks)s::boolean[], %(outcomes)s::jsonb[]) AS r(worker_id, command_id, attempt, ok, outcome)
+                %(oks)s::boolean[], %(outcomes)s::json[]) AS r(worker_id, command_id, attempt, ok, outcome)
     WHERE c.command_id = r.command_id AND c.status = 'leased' AND c.worker_id = r.worker_id
       AND c.attempt = r.attempt
     RETURNING c.command_id, c.execution_id
@@ -96,7 +96,7 @@ UPDATE noetl.command AS c
 SET status = CASE WHEN r.ok THEN 'done' ELSE 'failed' END, outcome = r.outcome,
     lease_until = NULL, updated_at = now()
 FROM unnest(%(worker_ids)s::text[], %(command_ids)s::text[], %(attempts)s::integer[],
-            %(oks)s::boolean[], %(outcomes)s::jsonb[]) AS r(worker_id, command_id, attempt, ok, outcome)
+            %(oks)s::boolean[], %(outcomes)s::json[]) AS r(worker_id, command_id, attempt, ok, outcome)
 WHERE c.command_id = r.command_id AND c.status = 'leased' AND c.worker_id = r.worker_id
   AND c.attempt = r.attempt
 RETURNING c.command_id, c.execution_id
@@ -114,7 +114,7 @@ SELECT c.command_id, c.execution_id, c.catalog_id, c.step, c.idx, c.pool, c.prio
        c.context, 'leased', %(worker_id)s, 1, now() + make_interval(secs => %(lease_seconds)s)
 FROM unnest(%(command_ids)s::text[], %(execution_ids)s::bigint[], %(catalog_ids)s::bigint[],
             %(steps)s::text[], %(idx)s::integer[], %(pools)s::text[], %(priorities)s::integer[],
-            %(max_attempts)s::integer[], %(contexts)s::jsonb[])
+            %(max_attempts)s::integer[], %(contexts)s::json[])
     WITH ORDINALITY AS c(command_id, execution_id, catalog_id, step, idx, pool, priority, max_attempts,
                          context, n)
 ORDER BY c.n
@@ -150,14 +150,14 @@ WITH expired AS (
 ), failed AS (
     UPDATE noetl.command AS c
     SET status = 'failed', lease_until = NULL, updated_at = now(),
-        outcome = jsonb_build_array(jsonb_build_object(
+        outcome = json_build_array(json_build_object(
             'event_type', 'command.failed',
             'step', c.step,
             'command_id', c.command_id,
             'timestamp', extract(epoch FROM now())::float8,
-            'data', jsonb_build_object(
+            'data', json_build_object(
                 'index', c.idx,
-                'error', jsonb_build_object(
+                'error', json_build_object(
                     'kind', 'lease_expired',
                     'message', format('lease expired after %%s attempts (worker %%s)', c.attempt, c.worker_id),
                     'retryable', false))))

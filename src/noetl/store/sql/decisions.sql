@@ -8,8 +8,8 @@
 WITH appended AS (
     INSERT INTO noetl.event (execution_id, event_id, event_type, step, command_id, data, at)
     SELECT %(execution_id)s, e.event_id, e.event_type, e.step, e.command_id, e.data, e.at
-    FROM jsonb_to_recordset(%(events)s::jsonb)
-        AS e(event_id bigint, event_type text, step text, command_id text, data jsonb, at float8)
+    FROM json_to_recordset(%(events)s::json)
+        AS e(event_id bigint, event_type text, step text, command_id text, data json, at float8)
     RETURNING 1
 ), enqueued AS (
     INSERT INTO noetl.command
@@ -21,9 +21,9 @@ WITH appended AS (
            CASE WHEN c.leased THEN %(worker_id)s::text END,
            CASE WHEN c.leased THEN 1 ELSE 0 END,
            CASE WHEN c.leased THEN now() + make_interval(secs => %(lease_seconds)s::float8) END
-    FROM jsonb_to_recordset(%(commands)s::jsonb)
+    FROM json_to_recordset(%(commands)s::json)
         AS c(n integer, command_id text, catalog_id bigint, step text, idx integer, pool text,
-             priority integer, max_attempts integer, context jsonb, leased boolean)
+             priority integer, max_attempts integer, context json, leased boolean)
     ORDER BY c.n
     RETURNING pool, status
 ), recorded AS (
@@ -34,8 +34,8 @@ WITH appended AS (
     UPDATE noetl.execution
     SET status = %(status)s,
         last_event_id = %(last_event_id)s,
-        result = CASE WHEN %(set_result)s::boolean THEN %(result)s::jsonb ELSE result END,
-        error = CASE WHEN %(set_error)s::boolean THEN %(error)s::jsonb ELSE error END,
+        result = CASE WHEN %(set_result)s::boolean THEN %(result)s::json ELSE result END,
+        error = CASE WHEN %(set_error)s::boolean THEN %(error)s::json ELSE error END,
         updated_at = now(),
         completed_at = CASE WHEN %(status)s = 'RUNNING' THEN NULL ELSE coalesce(completed_at, now()) END
     WHERE execution_id = %(execution_id)s
@@ -64,8 +64,8 @@ WITH locked AS (
         outcome = CASE WHEN c.execution_id IN (SELECT execution_id FROM locked) THEN NULL ELSE r.outcome END,
         recorded = c.execution_id IN (SELECT execution_id FROM locked),
         lease_until = NULL, updated_at = now()
-    FROM jsonb_to_recordset(%(reports)s::jsonb)
-        AS r(worker_id text, command_id text, attempt integer, ok boolean, outcome jsonb)
+    FROM json_to_recordset(%(reports)s::json)
+        AS r(worker_id text, command_id text, attempt integer, ok boolean, outcome json)
     WHERE c.command_id = r.command_id AND c.status = 'leased' AND c.worker_id = r.worker_id
       AND c.attempt = r.attempt
     RETURNING c.command_id
@@ -77,5 +77,5 @@ WITH locked AS (
 SELECT
     (SELECT coalesce(jsonb_agg(command_id), '[]') FROM reported) AS accepted,
     (SELECT coalesce(jsonb_agg(to_jsonb(l) ORDER BY l.execution_id), '[]') FROM locked AS l) AS locked,
-    (SELECT coalesce(jsonb_agg(jsonb_build_array(execution_id, command_id, status, outcome)
-                               ORDER BY execution_id, updated_at, seq), '[]') FROM waiting) AS waiting
+    (SELECT coalesce(json_agg(json_build_array(execution_id, command_id, status, outcome)
+                             ORDER BY execution_id, updated_at, seq), '[]') FROM waiting) AS waiting

@@ -2,7 +2,7 @@
 -- One multi-row INSERT: the events of a decision, ids first_id, first_id + 1, ...
 INSERT INTO noetl.event (execution_id, event_id, event_type, step, command_id, data, at)
 SELECT %(execution_id)s, %(first_id)s + e.n - 1, e.event_type, e.step, e.command_id, e.data, e.at
-FROM unnest(%(event_types)s::text[], %(steps)s::text[], %(command_ids)s::text[], %(data)s::jsonb[],
+FROM unnest(%(event_types)s::text[], %(steps)s::text[], %(command_ids)s::text[], %(data)s::json[],
             %(at)s::float8[]) WITH ORDINALITY AS e(event_type, step, command_id, data, at, n)
 
 -- name: read

@@ -43,8 +43,8 @@ FOR UPDATE SKIP LOCKED
 UPDATE noetl.execution
 SET status = %(status)s,
     last_event_id = %(last_event_id)s,
-    result = CASE WHEN %(set_result)s::boolean THEN %(result)s::jsonb ELSE result END,
-    error = CASE WHEN %(set_error)s::boolean THEN %(error)s::jsonb ELSE error END,
+    result = CASE WHEN %(set_result)s::boolean THEN %(result)s::json ELSE result END,
+    error = CASE WHEN %(set_error)s::boolean THEN %(error)s::json ELSE error END,
     updated_at = now(),
     completed_at = CASE WHEN %(status)s = 'RUNNING' THEN NULL ELSE coalesce(completed_at, now()) END
 WHERE execution_id = %(execution_id)s
