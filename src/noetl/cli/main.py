@@ -335,6 +335,13 @@ def worker() -> None:
     help="Record and decide right after reporting when the execution is free (the fast path); "
     "--no-decide leaves every decision to the server [default: decide].",
 )
+@click.option(
+    "--resources",
+    metavar="NAME=UNITS,...",
+    envvar="NOETL_WORKER_RESOURCES",
+    show_envvar=True,
+    help="Capacity for steps' spec.resources, e.g. gpu=2,memory_mb=16000 [default: none].",
+)
 @database_options
 @click.option(
     "--encryption-key-file",
@@ -351,6 +358,7 @@ def worker_start(
     name: str | None,
     python_workers: int | None,
     decide: bool | None,
+    resources: str | None,
     database_url: str | None,
     data_dir: str | None,
     encryption_key_file: str | None,
@@ -370,6 +378,7 @@ def worker_start(
         python_workers=python_workers,
         key_file=encryption_key_file,
         decide=decide,
+        resources=resources,
     )
     sys.exit(code)
 

@@ -30,6 +30,11 @@ ENVIRONMENT = {
     "pool_max_size": "NOETL_SERVER_POOL_SIZE",
     "max_body_bytes": "NOETL_SERVER_MAX_BODY_BYTES",
     "log_level": "NOETL_LOG_LEVEL",
+    "max_queue_depth": "NOETL_MAX_QUEUE_DEPTH",
+    "retry_after_seconds": "NOETL_RETRY_AFTER_SECONDS",
+    "scheduler_tick": "NOETL_SCHEDULER_TICK",
+    "priority_aging_seconds": "NOETL_PRIORITY_AGING_SECONDS",
+    "pools_by_kind": "NOETL_POOLS_BY_KIND",
 }
 
 
@@ -60,6 +65,18 @@ class ServerSettings:
     reap: bool = True
     shutdown_grace: float = 5.0
     log_level: str = "info"
+    max_queue_depth: int = 10_000
+    """Ready commands a pool may hold before ``POST /api/execute`` answers 429 (0: no bound)."""
+    retry_after_seconds: int = 2
+    """The ``Retry-After`` of a 429."""
+    schedule: bool = True
+    """Run the scheduler (leader-elected: one server at a time fires schedules and ages priorities)."""
+    scheduler_tick: float = 1.0
+    priority_aging_seconds: float = 30.0
+    """A ready command gains one priority step per this many seconds of waiting (0: no aging)."""
+    pools_by_kind: str = ""
+    """Default pool per tool kind for steps without ``spec.pool``, e.g. ``python=cpu,http=io``
+    (workers that decide need the same setting: NOETL_POOLS_BY_KIND)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServerSettings:
@@ -92,5 +109,9 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "reaper_interval": float,
     "poll_seconds": float,
     "data_dir": _path,
+    "max_queue_depth": int,
+    "retry_after_seconds": int,
+    "scheduler_tick": float,
+    "priority_aging_seconds": float,
     "encryption_key_file": _path,
 }

@@ -41,6 +41,7 @@ from functools import partial
 from typing import Any, Final
 
 from noetl.errors import NoetlError
+from noetl.runtime import placement
 from noetl.runtime.orchestration import Orchestrator
 from noetl.store.ports import Lease
 from noetl.worker.children import Children
@@ -77,7 +78,8 @@ class Worker:
         self.slots: dict[str, _Slot] = {}
         self._claiming = 0  # slots the claim in flight may fill
         self._behind = False  # ready commands may be waiting that we had no slot for
-        self.orchestrator = Orchestrator(None)  # its pool is set once the database opens
+        # its pool is set once the database opens
+        self.orchestrator = Orchestrator(None, kind_pools=placement.kind_pools(settings.pools_by_kind))
         self.reporter = Reporter(
             self.database,
             settings.worker_id,
@@ -144,7 +146,11 @@ class Worker:
         from noetl.store import workers
 
         settings = self.settings
-        meta = {"lease_seconds": settings.lease_seconds, "heartbeat_seconds": settings.heartbeat_interval}
+        meta = {
+            "lease_seconds": settings.lease_seconds,
+            "heartbeat_seconds": settings.heartbeat_interval,
+            "resources": dict(settings.resources),
+        }
         await workers.register(
             conn,
             settings.worker_id,
@@ -186,7 +192,9 @@ class Worker:
         from noetl.store import commands
 
         settings = self.settings
-        return await commands.claim(conn, self.worker_id, list(settings.pools), limit, settings.lease_seconds)
+        return await commands.claim(
+            conn, self.worker_id, list(settings.pools), limit, settings.lease_seconds, settings.resources
+        )
 
     async def _listen(self, stop: asyncio.Event) -> None:
         """Wake the claim loop on ``noetl_commands`` for one of our pools (and after each reconnect)."""
