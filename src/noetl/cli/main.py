@@ -624,3 +624,6 @@ def main() -> None:
 if __name__ == "__main__":
     main()
 cli.add_command(__import__("noetl.cli.migrate", fromlist=["migrate"]).migrate)
+_scheduling = __import__("noetl.cli.schedule", fromlist=["schedule"])
+for _command in (_scheduling.schedule, _scheduling.trigger, _scheduling.resource, _scheduling.queue):
+    cli.add_command(_command)

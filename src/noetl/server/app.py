@@ -3,7 +3,8 @@
 On start (the lifespan) the server finds its database (the embedded PostgreSQL when no URL is
 set), applies pending migrations, opens a connection pool, and starts three background tasks: the
 orchestrator loop (``Orchestrator.serve``: LISTEN ``noetl_results`` + polling), the lease
-reaper and the scheduler (``noetl.server.scheduler``: schedules and priority aging, one leader). On stop it signals both, waits up to ``shutdown_grace`` seconds, and closes the pool.
+reaper and the scheduler (``noetl.server.scheduler``: schedules and priority aging, one leader).
+On stop it signals them, waits up to ``shutdown_grace`` seconds, and closes the pool.
 """
 
 from __future__ import annotations
