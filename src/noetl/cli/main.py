@@ -481,10 +481,17 @@ def catalog_get(path: str, version: int | None, server_url: str, as_json: bool) 
     "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set a workload key (YAML scalar or JSON)."
 )
 @click.option("--payload", "--workload", "payload", metavar="JSON", help="Workload keys as a JSON object.")
+@click.option("--priority", type=int, help="The execution's priority [default: executor.spec.priority].")
 @server_url_option
 @json_option
 def exec_command(
-    path: str, version: int | None, sets: tuple[str, ...], payload: str | None, server_url: str, as_json: bool
+    path: str,
+    version: int | None,
+    sets: tuple[str, ...],
+    payload: str | None,
+    priority: int | None,
+    server_url: str,
+    as_json: bool,
 ) -> None:
     """Start an execution of catalog playbook PATH; prints its execution id."""
     from noetl.cli import remote
@@ -492,7 +499,7 @@ def exec_command(
 
     data = build_payload(sets, payload)
     with client(server_url) as api:
-        remote.start(api, path, version, data, as_json)
+        remote.start(api, path, version, data, as_json, priority=priority)
 
 
 @cli.command()
