@@ -149,3 +149,10 @@ async def test_queue_stats_group_by_pool_priority_and_key(conn: Connection) -> N
     assert stats[("gpu", 2, None)]["ready"] == 1
     assert await backlog.depth_at_least(conn, "default", 10) == 1
     assert await backlog.depth_at_least(conn, "gpu", 10) == 1
+
+
+async def test_commands_without_a_key_are_not_starved_by_a_keyed_backlog(conn: Connection) -> None:
+    await commands.insert(conn, [cmd(n, key="big") for n in range(1, 101)])
+    await commands.insert(conn, [cmd(500)])
+    assert ids(await commands.claim(conn, "w", ["default"], 1, LEASE)) == ["9001:1"]
+    assert ids(await commands.claim(conn, "w", ["default"], 1, LEASE)) == ["9001:500"]

@@ -208,7 +208,8 @@ CREATE TABLE noetl.trigger (
 
 -- The checked claim: up to p_limit ready commands of the worker's pools, leased to p_worker.
 -- Candidates are the head of each pool's queue (locked as scanned, SKIP LOCKED) plus the head of
--- each concurrency key's queue (locked one by one when their turn comes).
+-- each concurrency key's queue and, in pools where keys queue, the head of the commands without a
+-- key (these locked one by one when their turn comes).
 -- They are taken in priority order; within a priority, keys take turns (a key's turn counts the
 -- commands it already has in flight, so the key with the fewest goes first), then oldest first.
 -- A plain command (needs IS NULL) is taken as it comes. A constrained one is checked under one
@@ -268,6 +269,18 @@ BEGIN
                        false AS locked
                 FROM noetl.command AS c
                 WHERE c.status = 'ready' AND c.pool = h.pool AND c.concurrency_key = h.k
+                  AND c.available_at <= now()
+                ORDER BY c.priority DESC, c.seq
+                LIMIT p_limit
+            ) AS r
+            UNION ALL
+            -- where keys queue, the commands without a key take turns as one more key
+            SELECT r.* FROM (SELECT DISTINCT pool FROM key_heads WHERE k IS NOT NULL) AS h
+            CROSS JOIN LATERAL (
+                SELECT c.command_id, c.execution_id, c.priority, c.seq, c.concurrency_key, c.needs,
+                       false AS locked
+                FROM noetl.command AS c
+                WHERE c.status = 'ready' AND c.pool = h.pool AND c.concurrency_key IS NULL
                   AND c.available_at <= now()
                 ORDER BY c.priority DESC, c.seq
                 LIMIT p_limit
