@@ -85,7 +85,7 @@ def test_schedules_fire_and_survive_the_loss_of_the_leader(cluster: Cluster) -> 
     )
 
     noetl(cluster, "schedule", "pause", "interval", url=survivor)
-    paused = [s for s in schedules(survivor)["schedules"] if s["name"] == "interval"][0]
+    paused = next(s for s in schedules(survivor)["schedules"] if s["name"] == "interval")
     assert paused["paused"] is True
     noetl(cluster, "schedule", "resume", "interval", url=survivor)
     noetl(cluster, "schedule", "delete", "every-second", url=survivor)
