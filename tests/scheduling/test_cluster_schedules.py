@@ -80,7 +80,9 @@ def test_schedules_fire_and_survive_the_loss_of_the_leader(cluster: Cluster) -> 
     before = runs(survivor, "every-second"), runs(survivor, "interval")
     wait_until(lambda: schedules(survivor)["leader"], "the surviving server to lead", timeout=30)
     wait_until(
-        lambda: runs(survivor, "every-second") >= before[0] + 2 and runs(survivor, "interval") >= before[1] + 2,
+        lambda: (
+            runs(survivor, "every-second") >= before[0] + 2 and runs(survivor, "interval") >= before[1] + 2
+        ),
         "schedules to keep firing after failover",
     )
 
