@@ -8,9 +8,10 @@ ALTER TABLE noetl.command ADD COLUMN concurrency_key text;
 -- {"resources": {name: amount}, "key_limit": n, "gate": playbook path, "gate_limit": n}.
 ALTER TABLE noetl.command ADD COLUMN needs jsonb;
 
--- The ready commands of each concurrency key (claims find every key, however deep in the queue).
+-- The ready constrained commands (every keyed one is): a claim finds every key, however deep in
+-- the queue, and knows at once whether a pool holds any (if not, it takes the plain fast path).
 CREATE INDEX command_key_idx ON noetl.command (pool, concurrency_key, priority DESC, seq)
-    WHERE status = 'ready' AND concurrency_key IS NOT NULL;
+    WHERE status = 'ready' AND needs IS NOT NULL;
 -- Leased constrained commands: what resources, keys and gates hold right now.
 CREATE INDEX command_held_idx ON noetl.command (concurrency_key)
     WHERE status = 'leased' AND needs IS NOT NULL;
@@ -63,6 +64,7 @@ CREATE TABLE noetl.trigger (
 );
 
 -- The checked claim: up to p_limit ready commands of the worker's pools, leased to p_worker.
+-- When the pools hold no constrained command (the usual case) it is the plain ordered scan.
 -- Candidates are the head of each pool's queue (locked as scanned, SKIP LOCKED) plus the head of
 -- each concurrency key's queue and, in pools where keys queue, the head of the commands without a
 -- key (these locked one by one when their turn comes).
@@ -95,15 +97,41 @@ BEGIN
     IF p_limit <= 0 THEN
         RETURN;
     END IF;
+    IF NOT EXISTS (SELECT 1 FROM noetl.command AS c
+                   WHERE c.status = 'ready' AND c.needs IS NOT NULL AND c.pool = ANY(p_pools)) THEN
+        -- the plain fast path: nothing to check, no keys to rotate - one ordered scan per pool
+        RETURN QUERY
+        WITH picked AS (
+            SELECT r.command_id FROM unnest(p_pools) AS p(pool)
+            CROSS JOIN LATERAL (
+                SELECT c.command_id, c.priority, c.seq FROM noetl.command AS c
+                WHERE c.status = 'ready' AND c.pool = p.pool AND c.available_at <= now()
+                  AND c.needs IS NULL  -- one queued since the check above waits for the next claim
+                ORDER BY c.priority DESC, c.seq
+                LIMIT p_limit
+                FOR UPDATE SKIP LOCKED
+            ) AS r
+            ORDER BY r.priority DESC, r.seq
+            LIMIT p_limit
+        )
+        UPDATE noetl.command AS c
+        SET status = 'leased', worker_id = p_worker, attempt = c.attempt + 1,
+            lease_until = now() + make_interval(secs => p_lease), updated_at = now()
+        WHERE c.command_id = ANY(ARRAY(SELECT command_id FROM picked))
+        RETURNING c.*;
+        RETURN;
+    END IF;
     FOR cand IN
         WITH RECURSIVE key_heads(pool, k) AS (
             SELECT p.pool, (SELECT c.concurrency_key FROM noetl.command AS c
-                            WHERE c.status = 'ready' AND c.concurrency_key IS NOT NULL AND c.pool = p.pool
+                            WHERE c.status = 'ready' AND c.needs IS NOT NULL AND c.concurrency_key IS NOT NULL
+                              AND c.pool = p.pool
                             ORDER BY c.concurrency_key LIMIT 1)
             FROM unnest(p_pools) AS p(pool)
             UNION ALL
             SELECT h.pool, (SELECT c.concurrency_key FROM noetl.command AS c
-                            WHERE c.status = 'ready' AND c.concurrency_key IS NOT NULL AND c.pool = h.pool
+                            WHERE c.status = 'ready' AND c.needs IS NOT NULL AND c.concurrency_key IS NOT NULL
+                              AND c.pool = h.pool
                               AND c.concurrency_key > h.k
                             ORDER BY c.concurrency_key LIMIT 1)
             FROM key_heads AS h WHERE h.k IS NOT NULL
@@ -124,7 +152,7 @@ BEGIN
                 SELECT c.command_id, c.execution_id, c.priority, c.seq, c.concurrency_key, c.needs,
                        false AS locked
                 FROM noetl.command AS c
-                WHERE c.status = 'ready' AND c.pool = h.pool AND c.concurrency_key = h.k
+                WHERE c.status = 'ready' AND c.needs IS NOT NULL AND c.pool = h.pool AND c.concurrency_key = h.k
                   AND c.available_at <= now()
                 ORDER BY c.priority DESC, c.seq
                 LIMIT p_limit
