@@ -5,11 +5,14 @@ running, tenant ``globex`` starts a single item. With keys, ``globex``'s command
 slot although about 60 older ``acme`` commands are ready before it (the loop window): it overtakes
 them (counted as older ``acme`` items that completed after it; all items take the same time). The same run without keys is measured for comparison (first come, first served). Both
 tenants' times are printed (``pytest -s``) for the record.
+
+Then the limits: a key's ``concurrency_limit`` of 2 and ``max_concurrent_executions`` of 2, sampled
+from the queue while the work runs on 4 slots: never above 2, and 2 reached.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
@@ -97,3 +100,59 @@ def test_a_single_step_tenant_is_not_starved_by_a_big_loop(cluster: Cluster) -> 
           f"globex overtook {unkeyed['overtaken']} older acme commands")  # fmt: skip
     assert keyed["overtaken"] >= 10
     assert keyed["globex_seconds"] < keyed["acme_seconds"]
+
+
+def sample_while(cluster: Cluster, query: str, params: list[object], done: Callable[[], bool]) -> list[int]:
+    """Values of ``query`` (one integer) sampled until ``done()``."""
+    found: list[int] = []
+    with psycopg.connect(cluster.database_url, autocommit=True) as conn:
+        while not done():
+            row = conn.execute(query, params).fetchone()
+            found.append(int(row[0]) if row else 0)
+    return found
+
+
+def test_key_limit_and_max_concurrent_executions_hold(cluster: Cluster) -> None:
+    import httpx
+
+    content = (EXAMPLES / "sched_tenants.yaml").read_text(encoding="utf-8")
+    content = content.replace("concurrency_limit: 8 ", "concurrency_limit: 2 ")
+    content = content.replace("max_concurrent_executions: 20 ", "max_concurrent_executions: 2 ")
+    content = content.replace("path: examples/sched_tenants", "path: tests/limited")
+    httpx.post(f"{cluster.url}/api/catalog/register", json={"content": content}).raise_for_status()
+
+    # one tenant, 16 items on 4 slots: never more than 2 of its items at once
+    one = execute(cluster.url, "tests/limited", {"tenant": "initech", "items": 16, "pause": 0.1})
+    per_key = sample_while(
+        cluster,
+        "SELECT count(*) FROM noetl.command WHERE status = 'leased' AND concurrency_key = 'initech'",
+        [],
+        lambda: status_of(cluster, one) != "RUNNING",
+    )
+    completed(cluster.url, one)
+    assert max(per_key) == 2
+
+    # five executions (one tenant each): never more than 2 of them with work running at once
+    ids = [
+        execute(cluster.url, "tests/limited", {"tenant": f"t{n}", "items": 3, "pause": 0.1}) for n in range(5)
+    ]
+    running = sample_while(
+        cluster,
+        "SELECT count(DISTINCT execution_id) FROM noetl.command WHERE status = 'leased' AND execution_id = ANY(%s)",
+        [[int(i) for i in ids]],
+        lambda: all(status_of(cluster, i) != "RUNNING" for i in ids),
+    )
+    for execution_id in ids:
+        completed(cluster.url, execution_id)
+    print(
+        f"\nlimits: per-key in flight max {max(per_key)} (limit 2); executions with work max {max(running)} (limit 2)"
+    )
+    assert max(running) == 2
+
+
+def status_of(cluster: Cluster, execution_id: str) -> str:
+    with psycopg.connect(cluster.database_url) as conn:
+        row = conn.execute(
+            "SELECT status FROM noetl.execution WHERE execution_id = %s", [int(execution_id)]
+        ).fetchone()
+    return str(row[0]) if row else "RUNNING"
