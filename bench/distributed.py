@@ -21,10 +21,8 @@ checked once finished (status COMPLETED and the exact final result). Time runs f
 request to the first poll that sees the terminal status.
 
 W1   a chain of 40 ``python`` steps adding 1 (and the same chain of ``noop`` steps): 10 executions
-     per run; per-step time = execution time / 40. Also: where a step's time goes, from the
-     events' ``at``/``created_at``, insert/claim/report stamps of the command rows (a trigger the
-     bench adds to its scratch database for these runs only) and the arrival times of the
-     ``noetl_commands``/``noetl_results`` notifications at a listener of the bench, over 3 extra
+     per run; per-step time = execution time / 40. Also: where a step's time goes (BREAKDOWN),
+     from the events' ``at`` and ``created_at`` and the tool calls' ``duration_ms``, over 3 extra
      executions.
 W2   a parallel loop of 1,000 ``python`` items ``result = x * 2`` (and ``noop``): seconds.
 W3   a parallel loop of 10,000 ``python`` items (and ``noop``) through the 2 workers: items/s.
@@ -486,14 +484,12 @@ def bench_w1(ctx: BenchContext) -> WorkloadResult:
             for _ in range(W1_EXECUTIONS):
                 run = checked(execute(cluster, noop_id, TIMEOUTS["W1"], ctx.poll), chain_ok[1], "W1 noop")
                 noop_ms.append(run.seconds * 1000)
-        install_trace(database_url)
-        with NotificationClock(database_url) as clock:
-            profiled = [
-                checked(execute(cluster, python_id, TIMEOUTS["W1"], ctx.poll), chain_ok[0], "W1 profile")
-                for _ in range(W1_PROFILED)
-            ]
+        profiled = [
+            checked(execute(cluster, python_id, TIMEOUTS["W1"], ctx.poll), chain_ok[0], "W1 profile")
+            for _ in range(W1_PROFILED)
+        ]
         for run in profiled:
-            breakdown.extend(step_breakdown(database_url, run, clock.seen))
+            breakdown.extend(step_breakdown(database_url, run))
     per_step = [ms / CHAIN_LENGTH for ms in python_ms]
     dbos = ctx.dbos("W1")
     dbos_steps = [ms / CHAIN_LENGTH for ms in dbos.get("samples", {}).get("execution_ms", [])]
@@ -513,76 +509,24 @@ def bench_w1(ctx: BenchContext) -> WorkloadResult:
     return result
 
 
-class NotificationClock:
-    """Records when ``noetl_commands`` and ``noetl_results`` notifications reach a listener."""
-
-    def __init__(self, database_url: str) -> None:
-        self.url = database_url
-        self.seen: list[tuple[float, str, str]] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> NotificationClock:
-        import psycopg
-
-        self._conn = psycopg.connect(self.url, autocommit=True)
-        self._conn.execute("LISTEN noetl_commands")
-        self._conn.execute("LISTEN noetl_results")
-        self._thread = threading.Thread(target=self._listen, daemon=True)
-        self._thread.start()
-        return self
-
-    def _listen(self) -> None:
-        while not self._stop.is_set():
-            for note in self._conn.notifies(timeout=0.2):
-                self.seen.append((time.time(), note.channel, note.payload))
-
-    def __exit__(self, *exc: object) -> None:
-        time.sleep(0.3)  # let the last notifications arrive
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._conn.close()
-
-
 BREAKDOWN = (
-    ("decide", "pass start -> command.issued: lock, read outcomes, fold, decide"),
-    ("pass_write", "command.issued -> command row inserted: append events, insert command"),
-    ("pass_commit", "command inserted -> noetl_commands seen: rest of the pass, commit (WAL flush), notify"),
-    ("notify_to_claim", "noetl_commands seen -> claim statement runs: worker wakes, claims"),
-    ("worker_run", "claim -> call.done: claim commits/returns, load, render, python pool, outcome"),
-    ("tool_call", "  of which the tool call itself (call.done duration_ms: python pool round trip)"),
-    ("report", "call.done -> report statement runs"),
-    ("report_commit", "report statement -> noetl_results seen: commit (WAL flush), notify"),
-    ("wake_to_pass", "noetl_results seen -> next pass starts (orchestrator wakes, BEGIN)"),
+    ("tool_call", "the tool call itself (call.done duration_ms: python pool round trip)"),
+    ("to_pass", "call.done -> the recording transaction starts: reporter wakes, BEGIN"),
+    (
+        "decide",
+        "transaction start -> next command.issued: report + lock + read (one statement), fold, decide",
+    ),
+    (
+        "write_to_run",
+        "command.issued -> next tool call starts: write (one statement), COMMIT, task start, render",
+    ),
 )
+"""Segments of one W1 hop on the worker's fast path (the worker that reports decides and runs the
+next command itself), from the events alone: ``at`` (the worker's clock), ``created_at`` (the start
+of the transaction that wrote the event) and ``call.done``'s ``duration_ms``."""
 
 
-TRACE_SQL = """
-CREATE TABLE public.bench_trace (command_id text, status text, at float8);
-CREATE FUNCTION public.bench_trace() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO public.bench_trace VALUES (NEW.command_id, NEW.status, extract(epoch FROM clock_timestamp()));
-    RETURN NEW;
-END $$;
-CREATE TRIGGER bench_trace AFTER INSERT OR UPDATE OF status ON noetl.command
-    FOR EACH ROW EXECUTE FUNCTION public.bench_trace();
-"""
-"""Records when each command row is inserted, claimed and reported (the statement's own clock, not
-the transaction's start): the queue keeps no claim time once a command is reported. Installed in
-the scratch database only for the profiled W1 executions."""
-
-
-def install_trace(database_url: str) -> None:
-    import psycopg
-
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(TRACE_SQL)
-
-
-def step_breakdown(
-    database_url: str, run: Execution, notes: list[tuple[float, str, str]]
-) -> list[dict[str, float]]:
+def step_breakdown(database_url: str, run: Execution) -> list[dict[str, float]]:
     """Per hop k -> k+1 of one chain execution: the segments of BREAKDOWN, in ms."""
     import psycopg
 
@@ -593,54 +537,28 @@ def step_breakdown(
             "WHERE execution_id = %s ORDER BY event_id",
             (int(run.execution_id),),
         ).fetchall()
-        traced = conn.execute(
-            "SELECT command_id, status, at FROM public.bench_trace WHERE command_id LIKE %s",
-            (run.execution_id + ":%",),
-        ).fetchall()
-    trace: dict[tuple[str, str], float] = {(c, status): at for c, status, at in traced}
-    issued: dict[str, tuple[float, float]] = {}  # command -> (at, start of the pass that issued it)
-    done: dict[str, tuple[float, float]] = {}  # command -> (call.done at, start of the recording pass)
+    issued: dict[str, float] = {}  # command -> command.issued at
+    done: dict[str, tuple[float, float, float]] = {}  # command -> (call.done at, recording tx start, tool s)
     order: list[str] = []
-    tool: dict[str, float] = {}  # command -> the tool call's own duration (call.done data)
     for event_type, command_id, at, written, duration in events:
         if event_type == "command.issued":
-            issued[command_id] = (at, written)
+            issued[command_id] = at
             order.append(command_id)
         elif event_type in ("call.done", "call.error"):
-            done[command_id] = (at, written)
-            if duration is not None:
-                tool[command_id] = duration
-    command_notes = sorted(t for t, channel, _ in notes if channel == "noetl_commands")
-    result_notes = sorted(
-        t for t, channel, p in notes if channel == "noetl_results" and p == run.execution_id
-    )
+            done[command_id] = (at, written, duration or 0.0)
     hops = []
     for this, following in itertools.pairwise(order):
-        try:
-            inserted, claimed = trace[(this, "ready")], trace[(this, "leased")]
-            reported = trace[(this, "done")]
-        except KeyError:
+        if this not in done or following not in done:
             continue
-        issued_at, _ = issued[this]
-        done_at, next_pass = done[this]
-        next_issued, _ = issued[following]
-        commanded = next((t for t in command_notes if inserted <= t <= claimed + 0.001), None)
-        results_seen = next((t for t in result_notes if reported <= t <= next_pass + 0.001), None)
+        done_at, recording, tool = done[this]
+        next_done, _, next_tool = done[following]
         hop = {
-            "decide": next_issued - next_pass,
-            "pass_write": inserted - issued_at,
-            "worker_run": done_at - claimed,
-            "report": reported - done_at,
-            "total": next_issued - issued_at,
+            "tool_call": tool,
+            "to_pass": recording - done_at,
+            "decide": issued[following] - recording,
+            "write_to_run": (next_done - next_tool) - issued[following],
+            "total": issued[following] - issued[this],
         }
-        if this in tool:
-            hop["tool_call"] = tool[this]
-        if commanded is not None:
-            hop["pass_commit"] = commanded - inserted
-            hop["notify_to_claim"] = claimed - commanded
-        if results_seen is not None:
-            hop["report_commit"] = results_seen - reported
-            hop["wake_to_pass"] = next_pass - results_seen
         hops.append({k: v * 1000 for k, v in hop.items()})
     return hops
 

@@ -843,3 +843,67 @@ def test_cancelling_a_parent_cancels_its_child_and_stops_the_childs_command(
     for log in (child_events, parent_events):
         kinds = [e["event_type"] for e in log]
         assert ev.COMMAND_COMPLETED not in kinds and ev.COMMAND_FAILED not in kinds
+
+
+# ---- 8. a sub-playbook call that runs again attaches to the child it started ---------------------------
+
+PARENT_OF_ONE = """
+workflow:
+  - step: start
+    tool: {kind: playbook, path: failures/lib/once, input: {}}
+    next: {arcs: [{step: end}]}
+  - step: end
+    tool: {kind: python, input: {child: "{{ start }}"}, code: "result = child"}
+"""
+
+
+def test_a_parent_command_that_runs_again_attaches_to_its_child_instead_of_starting_another(
+    database: str, tmp_path: Path, gates: Path
+) -> None:
+    """The worker waiting for a child dies; the parent's command runs again on the other worker
+    (at-least-once) and waits for the same child: one child execution, one run of its step."""
+    marker, gate = gates / "child.runs", gates / "child.gate"
+    child_text = CHILD.replace("GATED_COMMAND", gated(marker, gate, "echo child-done"))
+    with (
+        running_cluster(database, tmp_path / "cluster", env=FAST_RECOVERY) as cluster,
+        api_of(cluster) as api,
+    ):
+        api.register(playbook("failures/lib/once", child_text))
+        api.register(playbook("failures/parent_once", PARENT_OF_ONE))
+        parent_id = api.execute("failures/parent_once")
+        wait_until(lambda: marker.exists() and marker.read_text().strip(), "the child's step to start")
+        [(holder, child_holder)] = rows(
+            database,
+            "SELECT r.name, (SELECT r2.name FROM noetl.command c2 JOIN noetl.execution e"
+            " ON e.execution_id = c2.execution_id JOIN noetl.runtime r2 ON r2.worker_id = c2.worker_id"
+            " WHERE e.parent_execution_id = c.execution_id AND c2.status = 'leased')"
+            " FROM noetl.command c JOIN noetl.runtime r ON r.worker_id = c.worker_id"
+            " WHERE c.execution_id = %s AND c.step = 'start' AND c.status = 'leased'",
+            int(parent_id),
+        )
+        victim = cluster.worker(holder)
+        assert victim.kill() == -signal.SIGKILL
+
+        # the reaper returns the parent's command; it runs again on the other worker, which finds
+        # the child its first run started (a second child would start its step and add a line)
+        def rerun() -> bool:
+            found = rows(
+                database,
+                "SELECT attempt, status FROM noetl.command WHERE execution_id = %s AND step = 'start'",
+                int(parent_id),
+            )
+            return found == [(2, "leased")]
+
+        wait_until(rerun, "the parent's command to run again")
+        gate.touch()
+        status = api.finished(parent_id)
+        children = api.get("/api/executions", parent_execution_id=parent_id)["executions"]
+        events = api.events(parent_id)
+
+    assert status["status"] == "COMPLETED", status
+    assert len(children) == 1, children
+    if child_holder != holder:  # the child's own command was not on the killed worker: it ran once
+        assert len(marker.read_text().split()) == 1
+    assert "child-done" in json.dumps(status["result"]), status["result"]
+    assert children[0]["status"] == "COMPLETED"
+    assert_log_is_clean(events)

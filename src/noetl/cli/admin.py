@@ -74,6 +74,10 @@ def start_server(
         "log_level": log_level,
     }
     settings = replace(settings, **{k: v for k, v in flags.items() if v is not None})
+    if settings.database_url and settings.data_dir is None:
+        from noetl.server.credentials import cipher
+
+        cipher(settings)  # an own database and no key: refuse before anything starts
     url = database_url(settings.database_url, settings.data_dir)
     settings = replace(settings, database_url=url, data_dir=data_dir(settings.data_dir))
     click.echo(f"noetl: serving the API on http://{settings.host}:{settings.port}", err=True)

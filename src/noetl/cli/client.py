@@ -94,12 +94,21 @@ class Client:
     """Synchronous API client: ``with Client(url) as api: api.health()``."""
 
     def __init__(
-        self, base_url: str = DEFAULT_SERVER_URL, *, timeout: float = REQUEST_TIMEOUT_SECONDS
+        self,
+        base_url: str = DEFAULT_SERVER_URL,
+        *,
+        timeout: float = REQUEST_TIMEOUT_SECONDS,
+        gateway: str | None = None,
+        api_key: str | None = None,
     ) -> None:
         import httpx
 
-        self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+        if gateway is None and api_key is None:
+            gateway, api_key = _global_gateway()
+        self.gateway = bool(gateway)
+        self.base_url = (gateway or base_url).rstrip("/")
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers)
 
     def __enter__(self) -> Client:
         return self
@@ -224,8 +233,11 @@ class Client:
         *,
         description: str | None = None,
         tags: list[str] | None = None,
+        allow_paths: list[str] | None = None,
     ) -> JSONObject:
         body = {"name": name, "type": kind, "data": dict(data), "description": description, "tags": tags}
+        if allow_paths:
+            body["allow_paths"] = allow_paths
         return self._request("POST", "/api/credentials", json=body)
 
     def credentials(self, *, kind: str | None = None, query: str | None = None) -> list[JSONObject]:
@@ -253,6 +265,8 @@ class Client:
     ) -> JSONObject:
         import httpx
 
+        if self.gateway and path.startswith("/api/"):
+            path = "/noetl/" + path.removeprefix("/api/")  # the gateway's public prefix
         try:
             response = self._http.request(method, path, json=json, params=params)
         except httpx.TransportError as exc:
@@ -270,6 +284,18 @@ class Client:
                 code="bad_response",
             )
         return body
+
+
+def _global_gateway() -> tuple[str | None, str | None]:
+    """``noetl --gateway URL --api-key KEY ...`` (or NOETL_GATEWAY_URL / NOETL_API_KEY, read by
+    click): every server command of this invocation goes through the gateway."""
+    import click
+
+    context = click.get_current_context(silent=True)
+    if context is None:
+        return None, None
+    params = context.find_root().params
+    return params.get("gateway"), params.get("api_key")
 
 
 def error_from(response: httpx.Response) -> NoetlError:
@@ -292,6 +318,8 @@ def error_from(response: httpx.Response) -> NoetlError:
         return Conflict(reason, status=status, code=code, detail=detail)
     if status == 429:
         return Busy(reason, retry_after=_retry_after(response), detail=detail)
+    if status in (401, 403):
+        return ApiError(f"access refused ({status}): {reason}", status=status, code=code, detail=detail)
     return ApiError(f"server error {status}: {reason}", status=status, code=code, detail=detail)
 
 

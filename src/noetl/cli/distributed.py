@@ -45,9 +45,10 @@ RECONNECT_SECONDS = 60.0
 
 @dataclass(frozen=True, slots=True)
 class Finished:
-    """What :func:`noetl.cli.run.outcome` reads: the folded state of the finished execution."""
+    """What :func:`noetl.cli.run.outcome` reads: the finished execution's events and their fold."""
 
     state: State
+    events: list[ev.Event]
 
 
 def main(
@@ -86,7 +87,8 @@ def main(
             reporter.progress.stop()
         if events_out is not None:
             events_out.close()
-    result = outcome(Finished(fold(ev.Event.from_dict(event) for event in log)))
+    parsed = [ev.Event.from_dict(event) for event in log]
+    result = outcome(Finished(fold(parsed), parsed))
     if as_json:
         sys.stdout.write(json.dumps(result, default=str) + "\n")
     else:

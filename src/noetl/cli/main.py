@@ -60,7 +60,15 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(__version__, prog_name="noetl")
-def cli() -> None:
+@click.option(
+    "--gateway",
+    envvar="NOETL_GATEWAY_URL",
+    show_envvar=True,
+    metavar="URL",
+    help="Talk to the server through this gateway (with --api-key) instead of --server-url.",
+)
+@click.option("--api-key", envvar="NOETL_API_KEY", show_envvar=True, help="API key (or JWT) for the gateway.")
+def cli(gateway: str | None, api_key: str | None) -> None:
     """NoETL: run declarative YAML playbooks locally or on a server."""
 
 
@@ -627,6 +635,11 @@ def credential_delete(name: str, server_url: str, as_json: bool) -> None:
 def main() -> None:
     cli(prog_name="noetl")
 
+
+# Access control: `noetl token`, `noetl gateway`, `noetl credential add | rotate-key | new-key`.
+from noetl.cli import auth as _auth  # noqa: E402
+
+_auth.register(cli, credential)
 
 if __name__ == "__main__":
     main()

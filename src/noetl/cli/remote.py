@@ -259,8 +259,16 @@ def list_credentials(client: Client, kind: str | None, query: str | None, as_jso
     if as_json:
         emit(found)
         return
-    rows = [[str(c["name"]), str(c.get("type") or ""), str(c.get("description") or "")] for c in found]
-    table(["NAME", "TYPE", "DESCRIPTION"], rows)
+    rows = [
+        [
+            str(c["name"]),
+            str(c.get("type") or ""),
+            ", ".join(c.get("allow_paths") or ["*"]),
+            str(c.get("description") or ""),
+        ]
+        for c in found
+    ]
+    table(["NAME", "TYPE", "SCOPE", "DESCRIPTION"], rows)
 
 
 def get_credential(client: Client, name: str, include_data: bool) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 from datetime import UTC, datetime
@@ -60,13 +61,35 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
+def inline_results() -> int:
+    """``NOETL_INLINE_RESULTS``: loops with more items keep their results in the log (DECISIONS 19)."""
+    from noetl.engine.decide import DEFAULT_LIMITS
+
+    raw = os.environ.get("NOETL_INLINE_RESULTS", "").strip()
+    if not raw:
+        return DEFAULT_LIMITS.inline_results
+    if not raw.isdigit():
+        message = f"NOETL_INLINE_RESULTS must be a whole number, got {raw!r}"
+        raise UsageError(message, field="NOETL_INLINE_RESULTS")
+    return int(raw)
+
+
 def outcome(execution: Any) -> dict[str, Any]:
-    """The outcome object of DECISIONS 25."""
+    """The outcome object of DECISIONS 25 (results of spilled loops hydrated from the events)."""
+    from noetl.runtime import results
+
     state = execution.state
     completed = state.completed_at
     error = state.error
     if error is not None:
         error = {"step": error.get("step"), "kind": error.get("kind"), "message": error.get("message")}
+    found = {
+        "final_result": state.final_result,
+        "step_results": {
+            name: state.results[name] for name in dict.fromkeys(state.executed) if name in state.results
+        },
+    }
+    found = results.hydrate_from_events(found, list(execution.events), state.execution_id)
     return {
         "execution_id": state.execution_id,
         "status": state.status,
@@ -75,10 +98,8 @@ def outcome(execution: Any) -> dict[str, Any]:
         "completed_at": iso(completed),
         "duration_seconds": round((completed or state.started_at) - state.started_at, 6),
         "executed_steps": list(state.executed),
-        "step_results": {
-            name: state.results[name] for name in dict.fromkeys(state.executed) if name in state.results
-        },
-        "final_result": state.final_result,
+        "step_results": found["step_results"],
+        "final_result": found["final_result"],
         "variables": state.variables,
         "error": error,
     }
@@ -245,7 +266,7 @@ async def _execute(
         credentials=creds,
         catalog=catalog,
         sink=reporter,
-        limits=Limits(max_parallel=max_parallel),
+        limits=Limits(max_parallel=max_parallel, inline_results=inline_results()),
         python_pool_size=python_workers,
         python_pool=pool,
     ) as runtime:

@@ -242,6 +242,7 @@ class _Builder:
 
     def playbook(self, root: _Map) -> Playbook:
         metadata = cast(_Map, root["metadata"])
+        self.check_catalog_path(metadata)
         self.workbook = self.workbook_entries(cast(list[JSON], root.get("workbook", [])))
         raw_steps = cast(list[_Map], root["workflow"])
         names = self.step_names(raw_steps)
@@ -266,6 +267,22 @@ class _Builder:
             source_file=self.document.file,
             warnings=self.warnings,
         )
+
+    def check_catalog_path(self, metadata: _Map) -> None:
+        """The catalog path (``metadata.path``, else ``name``) is a relative, slash-separated name:
+        no leading '/', no '..' or empty parts, no backslash - it addresses the catalog, never files."""
+        key = "path" if metadata.get("path") else "name"
+        path = str(metadata[key])
+        parts = path.split("/")
+        if path.startswith("/") or "\\" in path or ".." in parts or "" in parts:
+            raise self.error(
+                f"metadata.{key} '{path}' is not a valid catalog path: use a relative name of "
+                "slash-separated parts, without '..', empty parts, a leading '/' or backslashes",
+                metadata,
+                key,
+                step=None,
+                path=f"metadata.{key}",
+            )
 
     def metadata(self, metadata: _Map) -> _Map:
         out = dict(metadata)

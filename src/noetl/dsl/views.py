@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from typing import Final
 
+from noetl.errors import TemplateError
+
 MISSING: Final = object()
 """Returned by :meth:`ResultView.field` when the view has no such field."""
 
@@ -119,11 +121,22 @@ class LoopView(ResultView):
     @property
     def results(self) -> list[object]:
         results = self._value["results"]
+        if type(results) is dict and "$results" in results:
+            ref = results["$results"]
+            count = ref.get("count") if isinstance(ref, dict) else "?"
+            step = ref.get("step") if isinstance(ref, dict) else "?"
+            raise TemplateError(
+                f"the {count} results of loop step '{step}' are kept in the result store (more than the "
+                "inline limit): tasks of later steps get them, but routing conditions and 'set' cannot "
+                "read them; use its 'stats' there"
+            )
         return results if isinstance(results, list) else []
 
     def field(self, key: object) -> object:
         if isinstance(key, int) and not isinstance(key, bool):
             return self._item(key)
+        if key == "results":
+            return self.results  # raises for results kept in the result store
         found = super().field(key)
         if found is MISSING and key == "data":
             return self.results

@@ -110,6 +110,22 @@ def routing(
     return ctx
 
 
+RESULTS_REF = "$results"
+"""The key of a reference to a loop's per-iteration results kept in the event log (DECISIONS 19)."""
+
+
+def results_ref(execution_id: str, step: str, after: int, until: int, count: int) -> dict[str, Any]:
+    """``{"$results": {...}}``: the results of ``count`` iterations of ``step`` are the ``call.done``
+    results (None for failed iterations) of that execution's events between ids ``after`` and
+    ``until`` (the loop's ``step.enter`` and ``loop.done``)."""
+    ref = {"execution_id": execution_id, "step": step, "after": after, "until": until, "count": count}
+    return {RESULTS_REF: ref}
+
+
+def is_results_ref(value: object) -> bool:
+    return type(value) is dict and len(value) == 1 and RESULTS_REF in value
+
+
 def to_wire(ctx: dict[str, Any]) -> dict[str, Any]:
     """A command context in its compact JSON form: each value once (see :func:`from_wire`).
 

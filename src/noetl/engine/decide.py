@@ -70,6 +70,9 @@ class Limits:
     """Engine settings that a deployment may change."""
 
     max_parallel: int = 64
+    inline_results: int = 10_000
+    """A loop with more items keeps its per-iteration results in the event log only: ``loop.done``
+    carries a reference (``context.results_ref``) that drivers hydrate for tasks (DECISIONS 19)."""
 
 
 DEFAULT_LIMITS = Limits()
@@ -234,8 +237,13 @@ class _Decider:
         st = self.s.steps[step.name]
         loop = st.loop
         assert loop is not None
-        ran = self.s.loop_results.get(step.name, {})
-        results = [ran.get(i) for i in range(loop.next_index)]
+        results: Any
+        if loop.spill:
+            until = self.s.last_event_id + 1  # the id loop.done gets below
+            results = rctx.results_ref(self.s.execution_id, step.name, loop.entered, until, loop.next_index)
+        else:
+            ran = self.s.loop_results.get(step.name, {})
+            results = [ran.get(i) for i in range(loop.next_index)]
         stats = {"total": loop.total, "succeeded": loop.succeeded, "failed": loop.failed}
         failed = loop.failed > 0 and step.failure_mode == "fail_fast"
         error = None
@@ -432,9 +440,10 @@ class _Decider:
             self.emit(ev.STEP_ENTER, step.name)
             self.fail_step(step, {"kind": "loop", "message": exc.message})
             return
-        self.emit(
-            ev.STEP_ENTER, step.name, loop={"items": items, "max_in_flight": limit, "mode": step.loop.mode}
-        )
+        loop: dict[str, Any] = {"items": items, "max_in_flight": limit, "mode": step.loop.mode}
+        if len(items) > self.limits.inline_results:
+            loop["spill"] = True
+        self.emit(ev.STEP_ENTER, step.name, loop=loop)
         if not items:
             self.finish_loop(step)
             return

@@ -56,6 +56,10 @@ class LoopState:
     failed: int = 0
     stopped: bool = False
     first_error: dict[str, Any] | None = None
+    spill: bool = False
+    """Per-iteration results stay in the log (``call.done``), not here (``Limits.inline_results``)."""
+    entered: int = 0
+    """The id of this run's ``step.enter``: its iterations' events come after it."""
 
     @property
     def total(self) -> int:
@@ -89,6 +93,8 @@ class StepState:
                 loop.failed,
                 loop.stopped,
                 loop.first_error,
+                loop.spill,
+                loop.entered,
             )
         return StepState(
             self.status,
@@ -213,7 +219,8 @@ def _step_enter(state: State, e: ev.Event) -> None:
     st.output_error = None
     loop = e.data.get("loop")
     if loop is not None:
-        st.loop = LoopState(list(loop["items"]), int(loop["max_in_flight"]))
+        spill = bool(loop.get("spill"))
+        st.loop = LoopState(list(loop["items"]), int(loop["max_in_flight"]), spill=spill, entered=e.id)
         state.loop_results[e.step] = {}
     else:
         st.loop = None
@@ -259,7 +266,8 @@ def _command_terminal(state: State, e: ev.Event) -> None:
     if st.loop is not None and cmd.index is not None:
         loop = st.loop
         loop.in_flight -= 1
-        state.loop_results[cmd.step][cmd.index] = outcome.get("result") if ok else None
+        if not loop.spill:
+            state.loop_results[cmd.step][cmd.index] = outcome.get("result") if ok else None
         if ok:
             loop.succeeded += 1
         else:

@@ -9,8 +9,12 @@ protocol. Errors name the credential and the names that do exist - never a value
 A playbook's root ``keychain`` declares named secrets that templates read as
 ``{{ keychain.<name>.<field> }}`` and that ``auth`` may name. :class:`Keychain` resolves the kinds
 this runtime supports: ``credential`` (``credential: <name>``: that credential's data), ``static``
-(``map`` or ``data``: a literal map, templates allowed) and ``bearer`` (``token``). Other kinds fail
-with a clear error when used.
+(``map`` or ``data``: a literal map, templates allowed), ``bearer`` (``token``) and ``oauth2``
+(client credentials against ``endpoint``, cached per ``scope``: see :mod:`noetl.runtime.tokens`).
+Other kinds fail with a clear error when used.
+
+Every lookup carries a :class:`Use` - which execution, playbook and step asks - so a store can
+refuse a credential outside its scope (catalog path patterns) and write the read to its audit trail.
 """
 
 from __future__ import annotations
@@ -18,31 +22,51 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Final, Protocol
 
 from noetl.dsl import templates, yamlload
 from noetl.dsl.model import JSON
 from noetl.errors import CredentialError, Location, NoetlError, UsageError
+from noetl.runtime import tokens
 
 Credential = Mapping[str, JSON]
 """``{"type": str, "data": {field: value}}``."""
 
 _ENTRY_META: Final = frozenset({"name", "type", "data", "description", "tags"})
-_SUPPORTED_KEYCHAIN_KINDS: Final = ("credential", "static", "bearer")
+_SUPPORTED_KEYCHAIN_KINDS: Final = ("credential", "static", "bearer", "oauth2")
+_SCOPES: Final = {
+    "local": "local",
+    "execution": "local",
+    "global": "global",
+    "catalog": "global",
+    "shared": "shared",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Use:
+    """Who asks for a credential: the execution, the playbook's catalog path and the step."""
+
+    execution_id: str | None = None
+    playbook_path: str | None = None
+    step: str | None = None
+    root_execution_id: str | None = None
 
 
 class CredentialStore(Protocol):
     """Where the task runner finds credentials by name."""
 
-    async def get(self, name: str) -> Credential:
-        """``{"type", "data"}`` of the credential ``name``; CredentialError when there is none."""
+    async def get(self, name: str, use: Use | None = None) -> Credential:
+        """``{"type", "data"}`` of the credential ``name``; CredentialError when there is none or
+        when ``use`` is outside the credential's scope."""
         ...
 
 
 class NoCredentials:
     """The store when none was configured: every lookup fails and says how to configure one."""
 
-    async def get(self, name: str) -> Credential:
+    async def get(self, name: str, use: Use | None = None) -> Credential:
         raise CredentialError(
             f"credential '{name}' is needed but no credentials are configured; "
             "pass --credentials FILE or set NOETL_CREDENTIALS_FILE"
@@ -72,7 +96,7 @@ class MemoryCredentials:
     def names(self) -> list[str]:
         return sorted(self._entries)
 
-    async def get(self, name: str) -> Credential:
+    async def get(self, name: str, use: Use | None = None) -> Credential:
         entry = self._entries.get(name)
         if entry is None:
             raise CredentialError(f"credential '{name}' not found; {_known(self._entries)}")
@@ -93,7 +117,7 @@ class FileCredentials:
     def names(self) -> list[str]:
         return sorted(self._entries)
 
-    async def get(self, name: str) -> Credential:
+    async def get(self, name: str, use: Use | None = None) -> Credential:
         entry = self._entries.get(name)
         if entry is None:
             raise CredentialError(f"credential '{name}' is not in {self.path}; {_known(self._entries)}")
@@ -225,9 +249,17 @@ class Keychain:
     into its render context and learns the secrets from :attr:`credentials`.
     """
 
-    def __init__(self, entries: Iterable[Mapping[str, JSON]], store: CredentialStore) -> None:
+    def __init__(
+        self,
+        entries: Iterable[Mapping[str, JSON]],
+        store: CredentialStore,
+        use: Use | None = None,
+        cache: tokens.TokenCache | None = None,
+    ) -> None:
         self._entries = {str(entry.get("name")): entry for entry in entries}
         self._store = store
+        self._use = use or Use()
+        self._cache = cache if cache is not None else tokens.SHARED_CACHE
         self.resolved: dict[str, JSON] = {}
         self.credentials: dict[str, Credential] = {}
         self._resolving: set[str] = set()
@@ -268,7 +300,9 @@ class Keychain:
                 raise CredentialError(
                     f"keychain entry '{name}' of kind credential needs 'credential: <name>'"
                 )
-            return await self._store.get(ref)
+            return await self._store.get(ref, self._use)
+        if kind == "oauth2":
+            return await self._oauth2(name, entry, context)
         if kind == "static":
             data = await self._rendered(entry.get("map", entry.get("data")), name, context)
             if not isinstance(data, dict):
@@ -284,6 +318,36 @@ class Keychain:
             f"keychain kind '{kind}' (entry '{name}') is not supported by this runtime yet; "
             f"supported kinds: {supported}"
         )
+
+    async def _oauth2(
+        self, name: str, entry: Mapping[str, JSON], context: Mapping[str, object]
+    ) -> Credential:
+        spec = await self._rendered(
+            {key: entry.get(key) for key in ("endpoint", "url", "method", "headers", "data", "json")},
+            name,
+            context,
+        )
+        assert isinstance(spec, dict)
+        spec.update({key: entry[key] for key in ("token_field", "ttl_field") if key in entry})
+        key = self.cache_key(name, entry)
+        token = await self._cache.get(key, lambda: tokens.fetch_token(name, spec))
+        return {"type": "oauth2", "data": dict(token.data)}
+
+    def cache_key(self, name: str, entry: Mapping[str, JSON]) -> str:
+        """``<name>:<playbook>:<execution>`` (local), ``...:global`` or ``...:shared:<root>``."""
+        raw = str(entry.get("scope") or "local")
+        scope = _SCOPES.get(raw)
+        if scope is None:
+            raise CredentialError(
+                f"keychain entry '{name}': scope '{raw}' is not one of local, global, shared"
+            )
+        use = self._use
+        base = f"{name}:{use.playbook_path or '-'}"
+        if scope == "global":
+            return f"{base}:global"
+        if scope == "shared":
+            return f"{base}:shared:{use.root_execution_id or use.execution_id or '-'}"
+        return f"{base}:{use.execution_id or '-'}"
 
     async def _rendered(self, value: JSON, name: str, context: Mapping[str, object]) -> object:
         """``value`` rendered; entries it reads (``{{ keychain.other.x }}``) are resolved first."""

@@ -27,6 +27,7 @@ from noetl.engine import events as ev
 from noetl.engine.decide import Limits, advance, initial_event
 from noetl.engine.state import State, apply
 from noetl.errors import NoetlError
+from noetl.runtime import results
 from noetl.runtime.credentials import CredentialStore, NoCredentials
 from noetl.runtime.ids import new_execution_id
 from noetl.runtime.loader import Catalog
@@ -182,6 +183,7 @@ class LocalRuntime:
         child = await run
         state = child.state
         result = state.results.get(return_step) if return_step else state.final_result
+        result = results.hydrate_from_events(result, child.events, child_id)
         return {"execution_id": child_id, "status": state.status, "result": result, "error": state.error}
 
 
@@ -239,7 +241,7 @@ class _Driver:
             outcome = await run_command(
                 self.pb,
                 command.step,
-                command.context,
+                self._hydrated(command),
                 execution_id=self.execution_id,
                 services=self.services,
                 credentials=self.rt.credentials,
@@ -251,6 +253,16 @@ class _Driver:
             message = str(exc) if isinstance(exc, NoetlError) else f"{type(exc).__name__}: {exc}"
             outcome = Outcome("error", None, {"kind": kind, "message": message}, {}, 0, 0.0)
         self.inbox.put_nowait(("done", command, outcome))
+
+    def _hydrated(self, command: ev.Command) -> dict[str, Any]:
+        """The command's context with the results of spilled loops it reads (DECISIONS 19)."""
+        context = dict(command.context)
+        wanted = results.referenced_refs(self.pb.steps[command.step], results.step_refs(context))
+        mine = [ref for ref in wanted if str(ref["execution_id"]) == self.execution_id]
+        if not mine:
+            return context
+        loaded = {results.key(ref): results.from_events(ref, self.log.events) for ref in mine}
+        return results.hydrate_context(context, loaded)
 
     async def _stop_tasks(self) -> None:
         tasks = list(self.tasks.values())

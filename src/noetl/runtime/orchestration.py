@@ -16,11 +16,13 @@ A crash anywhere leaves all of a batch or none of it. An outcome is recorded onc
 row's ``recorded`` flag is set in the same transaction that appends its events.
 
 The same pass also runs on the worker, right after it reports (:meth:`Orchestrator.record`): in
-the report's own transaction the worker tries each execution's lock without waiting, and for the
-executions it gets it records and decides exactly as the server would, and leases the new commands
-it has room for to itself. One commit per step instead of three (report, pass, claim), and no
-wake-up in between. For executions another pass holds, it notifies the server instead, which
-records them in its next pass; the server remains the decider for everything workers leave.
+the report's own transaction the worker takes each execution's lock (waiting for a pass that holds
+it: passes are short, and the waiting worker's next batch grows meanwhile), records and decides
+exactly as the server would, and leases the new commands it has room for to itself. One commit per
+step instead of three (report, pass, claim), and no wake-up in between. Locks are taken in
+execution id order, so two workers never deadlock; the server's passes skip locked executions
+instead of waiting. The server remains the decider for everything else: starts, cancellations,
+commands the reaper failed, and reports of workers running with ``decide`` off.
 """
 
 from __future__ import annotations
@@ -113,11 +115,16 @@ class Orchestrator:
         payload: dict[str, Any] | None,
         *,
         parent_execution_id: int | None = None,
+        parent_key: str | None = None,
         priority: int | None = None,
     ) -> int:
         """Create an execution of ``entry`` and dispatch its entry step, in one transaction.
 
-        ``priority`` (the execute request's) replaces the playbook's ``executor.spec.priority``."""
+        With ``parent_key`` (a sub-playbook call: the parent's command id and the call's number in
+        that run of the command) the start is idempotent: when that call already started a child -
+        the command is running again after its lease expired - that child's id is returned and
+        nothing new is started. ``priority`` (the execute request's) replaces the playbook's
+        ``executor.spec.priority``."""
         playbook = self._parse(entry)
         execution_id = ids.new_id()
         first = initial_event(
@@ -132,10 +139,26 @@ class Orchestrator:
         row = ExecutionRow(execution_id, entry.catalog_id, entry.path, "RUNNING", parent_execution_id)
         work = _Work(row, State())
         self._run(playbook, work, [first])
-        async with self.pool.connection() as conn, conn.transaction(), conn.pipeline():
-            await executions.create(
-                conn, execution_id, entry.catalog_id, entry.path, payload or {}, parent_execution_id
-            )
+        async with self.pool.connection() as conn, conn.transaction():
+            if parent_key is not None and parent_execution_id is not None:
+                created = await executions.create_child(
+                    conn,
+                    execution_id,
+                    entry.catalog_id,
+                    entry.path,
+                    payload or {},
+                    parent_execution_id,
+                    parent_key,
+                )
+                if created is None:
+                    earlier = await executions.child_by_key(conn, parent_execution_id, parent_key)
+                    if earlier is None:  # cannot happen: the conflicting row is visible once it committed
+                        raise NoetlError(f"sub-playbook call {parent_key} conflicts with an unknown child")
+                    return earlier
+            else:
+                await executions.create(
+                    conn, execution_id, entry.catalog_id, entry.path, payload or {}, parent_execution_id
+                )
             await self._write(conn, work)
         self._remember(work)
         return execution_id
@@ -171,20 +194,20 @@ class Orchestrator:
         return sum(len(w.recorded) for w in works)
 
     async def record(self, conn: Any, reports: list[Report], take: Take | None = None) -> Recorded:
-        """Report outcomes and, for the executions whose lock is free, record and decide at once.
+        """Report outcomes, then record them and decide, in one transaction of two statements.
 
-        One transaction of two statements: ``decisions.open`` (the reports, a lock without waiting
-        on each of their executions, the outcomes already waiting for the locked ones), then per
-        locked execution the pass's ``decisions.write``, with new commands leased to the reporting
-        worker up to ``take.limit`` (the rest enqueued as ready); the server is notified of the
-        executions left to it. ``conn`` must be in autocommit mode (the usual pool connection), and
-        each ``Report.execution_id`` set."""
+        ``decisions.open`` reports, locks each of the reports' executions (waiting for a pass that
+        holds one) and reads the outcomes already waiting for them; then per execution the pass's
+        ``decisions.write``, with new commands leased to the reporting worker up to ``take.limit``
+        (the rest enqueued as ready). A report of an execution that is no longer running is kept
+        for the server, which is notified. ``conn`` must be in autocommit mode (the usual pool
+        connection), and each ``Report.execution_id`` set."""
         works: list[_Work] = []
         done = Recorded()
         wanted = sorted({r.execution_id for r in reports})
         try:
             async with conn.transaction():
-                opened = await decisions.open(conn, wanted, reports)
+                opened = await decisions.open(conn, wanted, reports, wait=True)
                 done.accepted = opened.accepted
                 locked = {r.execution_id for r in opened.rows}
                 works = await self._decide_locked(

@@ -40,7 +40,7 @@ from noetl.dsl.model import JSON, Playbook, Rule, Step, Task
 from noetl.engine import policy
 from noetl.engine.policy import DEFAULT_MAX_TASK_RUNS
 from noetl.errors import CredentialError, NoetlError, TemplateError, ToolError
-from noetl.runtime.credentials import Credential, CredentialStore, Keychain, keychain_names
+from noetl.runtime.credentials import Credential, CredentialStore, Keychain, Use, keychain_names
 from noetl.runtime.redact import Redactor
 from noetl.tools import registry
 from noetl.tools.base import Call, Services, check_config
@@ -138,6 +138,7 @@ class _Command:
         self.execution_id = execution_id
         self.services = services
         self.store = store
+        self.use = Use(execution_id, playbook.path or None, step.name)
         self.scope: Context = dict(context)
         self.scope["_prev"] = None
         self.variables: dict[str, object] | None = None  # copied from the context on first write
@@ -357,14 +358,14 @@ class _Command:
             if keychain is not None and name in keychain:
                 found = await keychain.credential(name, self.scope)
             else:
-                found = await self.store.get(name)
+                found = await self.store.get(name, self.use)
             self.credentials[name] = found
             self.redactor.add_data(found.get("data"))
         return found
 
     def _keychain(self) -> Keychain | None:
         if self.keychain is None and self.playbook.keychain:
-            self.keychain = Keychain(self.playbook.keychain, self.store)
+            self.keychain = Keychain(self.playbook.keychain, self.store, self.use)
             self.scope["keychain"] = self.keychain.resolved
         return self.keychain
 

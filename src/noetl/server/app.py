@@ -18,9 +18,11 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from fastapi import FastAPI
 
 from noetl import __version__
+from noetl.engine.decide import Limits
 from noetl.runtime import placement
 from noetl.runtime.orchestration import Orchestrator
 from noetl.server import (
+    auth,
     catalog,
     credentials,
     events,
@@ -69,6 +71,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     )
     problems.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(auth.ServiceAuth, token=settings.service_token, require_token=settings.require_token)
     for router in ROUTERS:
         app.include_router(router)
     return app
@@ -77,6 +80,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
 def _lifespan(settings: ServerSettings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        cipher = credentials.cipher(settings, embedded=not settings.database_url)
         ready = await prepare(settings)
         assert ready.database_url is not None
         pool = await db.pool(ready.database_url, ready.pool_min_size, ready.pool_max_size)
@@ -85,8 +89,12 @@ def _lifespan(settings: ServerSettings) -> Callable[[FastAPI], AbstractAsyncCont
                 settings=ready,
                 database_url=ready.database_url,
                 pool=pool,
-                orchestrator=Orchestrator(pool, kind_pools=placement.kind_pools(ready.pools_by_kind)),
-                cipher=credentials.cipher(ready),
+                orchestrator=Orchestrator(
+                    pool,
+                    limits=Limits(inline_results=settings.inline_results),
+                    kind_pools=placement.kind_pools(ready.pools_by_kind),
+                ),
+                cipher=cipher,
                 playbooks=PlaybookCache(),
             )
             app.state.noetl = context

@@ -2,9 +2,14 @@
 
 Secret ``data`` goes in encrypted and comes back only from ``GET /api/credentials/{name}`` with
 ``include_data=true`` (ARCHITECTURE invariant 5); every other answer carries the record without it.
+Each such read is written to the audit trail (who asked, which credential; never the value).
+``allow_paths`` limits the credential to playbooks whose catalog path matches one of its patterns.
+
 The key is ``NOETL_ENCRYPTION_KEY`` (base64 of 32 bytes), else the key file named by
 ``NOETL_ENCRYPTION_KEY_FILE``, else ``credentials.key`` in the data directory, created with mode
-0600 on first use (point workers on the same machine at it with ``NOETL_ENCRYPTION_KEY_FILE``).
+0600 on first use - only for the embedded setup or when a data directory was configured; a server
+with its own database URL and none of these refuses to start rather than invent a key nobody
+backs up.
 """
 
 from __future__ import annotations
@@ -13,13 +18,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from noetl.errors import CredentialError
+from noetl.server.auth import principal
 from noetl.server.context import Server
 from noetl.server.problems import NotFound
 from noetl.server.settings import ServerSettings
-from noetl.store import credentials
+from noetl.store import auth, credentials
 from noetl.store.crypto import Cipher
 
 log = logging.getLogger("noetl.server")
@@ -35,6 +42,7 @@ class CredentialRequest(BaseModel):
     meta: dict[str, Any] | None = None
     tags: list[str] | None = None
     description: str | None = None
+    allow_paths: list[str] | None = None
 
 
 @router.post("")
@@ -49,6 +57,7 @@ async def put(body: CredentialRequest, server: Server) -> dict[str, Any]:
             description=body.description,
             tags=body.tags,
             cipher=server.cipher,
+            allow_paths=body.allow_paths,
         )
     return {"status": "saved", **saved}
 
@@ -61,9 +70,18 @@ async def list_credentials(server: Server, type: str | None = None, q: str | Non
 
 
 @router.get("/{name}")
-async def get(name: str, server: Server, include_data: bool = False) -> dict[str, Any]:
+async def get(name: str, server: Server, request: Request, include_data: bool = False) -> dict[str, Any]:
     async with server.pool.connection() as conn:
-        found = await credentials.get(conn, name, include_data=include_data, cipher=server.cipher)
+        try:
+            found = await credentials.get(conn, name, include_data=include_data, cipher=server.cipher)
+        except CredentialError as exc:
+            who = principal(request)
+            await auth.record(conn, who, "credential.read", "failed", name, detail={"error": exc.message})
+            raise
+        if include_data and found is not None:
+            await auth.record(
+                conn, principal(request), "credential.read", "read", name, detail={"via": "api"}
+            )
     if found is None:
         raise NotFound(f"credential '{name}' not found")
     return found
@@ -78,13 +96,26 @@ async def delete(name: str, server: Server) -> dict[str, Any]:
     return {"status": "deleted", "name": name}
 
 
-def cipher(settings: ServerSettings) -> Cipher:
+def cipher(settings: ServerSettings, *, embedded: bool = False) -> Cipher:
     """The cipher for the configured key (see the module docstring for the order)."""
     if settings.encryption_key:
-        return Cipher.from_settings(settings.encryption_key, None)
+        return Cipher.from_settings(settings.encryption_key, None, settings.previous_keys)
+    if settings.encryption_key_file is None and settings.data_dir is None and not embedded:
+        raise CredentialError(
+            "refusing to start: no credential encryption key. Set NOETL_ENCRYPTION_KEY (base64 of 32 "
+            "random bytes, e.g. from `noetl credential new-key`) or NOETL_ENCRYPTION_KEY_FILE; only the "
+            "embedded setup creates a key by itself"
+        )
     path = key_file(settings)
-    log.info("credentials are encrypted with the key in %s (workers need the same key)", path)
-    return Cipher.from_settings(None, path)
+    if not path.exists():
+        log.warning(
+            "created a new credential encryption key in %s (mode 0600): back it up, stored credentials "
+            "cannot be read without it; workers on other machines need it as NOETL_ENCRYPTION_KEY",
+            path,
+        )
+    else:
+        log.info("credentials are encrypted with the key in %s (workers need the same key)", path)
+    return Cipher.from_settings(None, path, settings.previous_keys)
 
 
 def key_file(settings: ServerSettings) -> Path:

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from noetl.engine import state as st
 from noetl.engine.events import Event
+from noetl.runtime import results
 from noetl.server import views
 from noetl.server.context import Server, ServerContext
 from noetl.server.problems import Conflict, NotFound
@@ -69,6 +70,7 @@ async def detail(
     async with server.pool.connection() as conn:
         row = await _row(conn, execution_id)
         out = views.execution_detail(row)
+        out["result"] = await results.hydrate_stored(conn, row.result)  # spilled loops (DECISIONS 19)
         if not include_events:
             return out
         # Pages count from since_event_id; page n skips the (n - 1) pages before it.
@@ -117,6 +119,7 @@ async def status(execution_id: int, server: Server) -> dict[str, Any]:
         row = await _row(conn, execution_id)
         log = await events.read(conn, execution_id)
         playbook = await server.playbooks.get(conn, row.catalog_id) if row.catalog_id is not None else None
+        result = await results.hydrate_stored(conn, row.result)
     state = await asyncio.to_thread(st.fold, log)
     total = len(playbook.workflow) if playbook is not None else len(state.steps)
     return {
@@ -127,7 +130,7 @@ async def status(execution_id: int, server: Server) -> dict[str, Any]:
         "failed": row.status == "FAILED",
         "is_cancelled": _is_cancelled(row),
         "progress": {"total_steps": total, **step_counts(state)},
-        "result": row.result,
+        "result": result,
         "error": row.error,
         # The Python reference server's fields, read by older clients (REFERENCE §7).
         "completed_steps": list(state.executed),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -26,11 +27,15 @@ def serve(settings: ServerSettings) -> None:
     """Serve the API until the process is told to stop; NoetlError if it could not start."""
     import uvicorn
 
+    from noetl.server import credentials
     from noetl.server.app import create_app, prepare
     from noetl.store.db import redact
 
     _configure_logging(settings.log_level)
     embedded = not settings.database_url
+    credentials.cipher(settings, embedded=embedded)  # no key: refuse before touching anything
+    if embedded and settings.data_dir is None:
+        settings = dataclasses.replace(settings, data_dir=credentials.data_dir(settings))
     settings = asyncio.run(prepare(settings))
     assert settings.database_url is not None
     if embedded:

@@ -25,11 +25,15 @@ ENVIRONMENT = {
     "data_dir": "NOETL_DATA_DIR",
     "encryption_key": "NOETL_ENCRYPTION_KEY",
     "encryption_key_file": "NOETL_ENCRYPTION_KEY_FILE",
+    "previous_keys": "NOETL_ENCRYPTION_PREVIOUS_KEYS",
+    "service_token": "NOETL_SERVICE_TOKEN",
+    "require_token": "NOETL_SERVER_REQUIRE_TOKEN",
     "reaper_interval": "NOETL_REAPER_INTERVAL",
     "poll_seconds": "NOETL_ORCHESTRATOR_POLL_SECONDS",
     "pool_max_size": "NOETL_SERVER_POOL_SIZE",
     "max_body_bytes": "NOETL_SERVER_MAX_BODY_BYTES",
     "log_level": "NOETL_LOG_LEVEL",
+    "inline_results": "NOETL_INLINE_RESULTS",
     "max_queue_depth": "NOETL_MAX_QUEUE_DEPTH",
     "retry_after_seconds": "NOETL_RETRY_AFTER_SECONDS",
     "scheduler_tick": "NOETL_SCHEDULER_TICK",
@@ -45,8 +49,13 @@ class ServerSettings:
     ``database_url`` None means the embedded PostgreSQL under ``data_dir`` (or the user's data
     directory). ``encryption_key`` is the base64 of a 32-byte key for stored credentials; without
     it the key is read from ``encryption_key_file``, else from ``credentials.key`` in the data
-    directory (created on first use). ``orchestrate`` and ``reap`` switch the
+    directory (created on first use); ``previous_keys`` are older keys still accepted for reading
+    while ``noetl credential rotate-key`` runs. ``orchestrate`` and ``reap`` switch the
     background tasks (a read-only API replica may run without them).
+
+    Access: requests from loopback are served as they come; any other client must send
+    ``Authorization: Bearer <service_token>`` (the gateway and remote workers do). With
+    ``require_token`` even loopback clients must send it. ``/health`` is always open.
     """
 
     host: str = DEFAULT_HOST
@@ -55,6 +64,9 @@ class ServerSettings:
     data_dir: Path | None = None
     encryption_key: str | None = None
     encryption_key_file: Path | None = None
+    previous_keys: str | None = None
+    service_token: str | None = None
+    require_token: bool = False
     reaper_interval: float = 5.0
     poll_seconds: float = 1.0
     pool_min_size: int = 1
@@ -65,6 +77,9 @@ class ServerSettings:
     reap: bool = True
     shutdown_grace: float = 5.0
     log_level: str = "info"
+    inline_results: int = 10_000
+    """Loops with more items keep their per-iteration results in the event log only (DECISIONS 19);
+    give workers the same value (``NOETL_INLINE_RESULTS`` is read by both)."""
     max_queue_depth: int = 10_000
     """Ready commands a pool may hold before ``POST /api/execute`` answers 429 (0: no bound)."""
     retry_after_seconds: int = 2
@@ -95,7 +110,16 @@ def _convert(name: str, var: str, raw: str) -> object:
     try:
         return parse(raw)
     except ValueError:
-        raise UsageError(f"{var} must be a number, got {raw!r}", field=var) from None
+        raise UsageError(f"{var} must be a number or a boolean, got {raw!r}", field=var) from None
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
 
 
 def _path(raw: str) -> Path:
@@ -104,6 +128,7 @@ def _path(raw: str) -> Path:
 
 _PARSERS: dict[str, Callable[[str], object]] = {
     "port": int,
+    "inline_results": int,
     "pool_max_size": int,
     "max_body_bytes": int,
     "reaper_interval": float,
@@ -114,4 +139,5 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "scheduler_tick": float,
     "priority_aging_seconds": float,
     "encryption_key_file": _path,
+    "require_token": _bool,
 }

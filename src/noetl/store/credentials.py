@@ -1,14 +1,20 @@
 """Credentials: named secrets stored encrypted (``crypto.Cipher``), readable only on request.
 
-Records come back as JSON-ready dicts ``{name, type, meta, description, tags, created_at,
-updated_at}`` (timestamps as ISO 8601 text); ``data`` is added only by ``get(include_data=True)``,
+Records come back as JSON-ready dicts ``{name, type, meta, description, tags, allow_paths,
+created_at, updated_at}`` (timestamps as ISO 8601 text); ``data`` is added only by ``get(include_data=True)``,
 the one path that decrypts. The credential name is bound into the ciphertext, so sealed data
 copied under another name does not open.
+
+``allow_paths`` limits which playbooks may use a credential: catalog path patterns (``fnmatch``,
+``finance/*``); empty means any playbook. :func:`check_scope` is the one place that decides.
+:func:`rotate` re-wraps every record under the cipher's current key, a batch per transaction, so
+readers holding either key keep working while it runs.
 """
 
 from __future__ import annotations
 
 import builtins
+import fnmatch
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -36,6 +42,7 @@ async def put(
     tags: Sequence[str] | None = None,
     *,
     cipher: Cipher,
+    allow_paths: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Create or replace the credential ``name``; returns its record (without data)."""
     sealed = cipher.encrypt(jsonb.dumps(data).encode("utf-8"), name.encode("utf-8"))
@@ -46,6 +53,7 @@ async def put(
         "meta": jsonb.param(meta or {}),
         "description": description,
         "tags": builtins.list(tags or ()),
+        "allow_paths": builtins.list(allow_paths or ()),
     }
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(Q["put"], params)
@@ -91,6 +99,56 @@ async def delete(conn: Connection, name: str) -> bool:
         return cur.rowcount == 1
 
 
+@wrap
+async def rotate(conn: Connection, cipher: Cipher, batch: int = 100) -> dict[str, int]:
+    """Re-wrap every credential under ``cipher``'s current key; ``{rewrapped, unchanged}``.
+
+    A record that does not open (tampered, or sealed with a key the cipher lacks) stops the rotation
+    with a CredentialError naming it; the batches committed before stay rotated and a second run
+    continues where it is needed (records already under the current key are left alone).
+    """
+    after, counts = "", {"rewrapped": 0, "unchanged": 0}
+    while True:
+        async with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+            await cur.execute(Q["sealed_batch"], {"after": after, "limit": batch})
+            rows = await cur.fetchall()
+            for name, sealed in rows:
+                if cipher.wrapped_by_current(bytes(sealed)):
+                    counts["unchanged"] += 1
+                    continue
+                try:
+                    resealed = cipher.rewrap(bytes(sealed), name.encode("utf-8"))
+                except CredentialError as exc:
+                    raise CredentialError(f"credential '{name}': {exc.message}") from None
+                await cur.execute(Q["reseal"], {"name": name, "data_encrypted": resealed})
+                counts["rewrapped"] += 1
+        if len(rows) < batch:
+            return counts
+        after = rows[-1][0]
+
+
+def in_scope(allow_paths: Sequence[str], playbook_path: str | None) -> bool:
+    """Whether a playbook at ``playbook_path`` may use a credential limited to ``allow_paths``."""
+    if not allow_paths:
+        return True
+    if not playbook_path:
+        return False
+    return any(fnmatch.fnmatchcase(playbook_path, pattern) for pattern in allow_paths)
+
+
+def check_scope(found: dict[str, Any], playbook_path: str | None, step: str | None = None) -> None:
+    """CredentialError when the credential record ``found`` may not be used by ``playbook_path``."""
+    allowed = found.get("allow_paths") or []
+    if in_scope(allowed, playbook_path):
+        return
+    where = f"playbook '{playbook_path}'" if playbook_path else "a playbook without a catalog path"
+    at = f" (step '{step}')" if step else ""
+    raise CredentialError(
+        f"credential '{found['name']}' may be used only by playbooks matching {', '.join(allowed)}; "
+        f"{where}{at} is outside its scope"
+    )
+
+
 def record(row: dict[str, Any]) -> dict[str, Any]:
     """The public, JSON-ready part of a credential row."""
     return {
@@ -99,6 +157,7 @@ def record(row: dict[str, Any]) -> dict[str, Any]:
         "meta": row["meta"],
         "description": row["description"],
         "tags": row["tags"],
+        "allow_paths": row["allow_paths"],
         "created_at": iso(row["created_at"]),
         "updated_at": iso(row["updated_at"]),
     }

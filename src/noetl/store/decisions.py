@@ -19,6 +19,8 @@ from noetl.store.errors import wrap
 from noetl.store.ports import ExecutionRow, NewCommand, PendingResult, Report
 
 Q = queries.load("decisions")
+OPEN_WAITING = Q["open"].replace("FOR UPDATE SKIP LOCKED", "FOR UPDATE")
+"""``open`` that waits for locks other transactions hold instead of skipping those executions."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +48,9 @@ class Opened:
 
 
 @wrap
-async def open(conn: Connection, execution_ids: Sequence[int], reports: Sequence[Report] = ()) -> Opened:
+async def open(
+    conn: Connection, execution_ids: Sequence[int], reports: Sequence[Report] = (), *, wait: bool = False
+) -> Opened:
     """Lock the RUNNING executions among ``execution_ids`` that no other transaction holds, report
     ``reports`` (without notifying; recorded at once for the locked executions) and read the
     outcomes waiting to be recorded for the locked executions - one statement.
@@ -64,7 +68,7 @@ async def open(conn: Connection, execution_ids: Sequence[int], reports: Sequence
         for r in reports
     ]
     params = {"reports": jsonb.dumps(rows_in), "execution_ids": sorted(set(execution_ids))}
-    cur = await conn.execute(Q["open"], params, prepare=True)
+    cur = await conn.execute(OPEN_WAITING if wait else Q["open"], params, prepare=True)
     row = await cur.fetchone()
     assert row is not None, "a SELECT of aggregates gave no row"
     accepted_ids, locked, waiting = row

@@ -8,6 +8,7 @@ event_id) makes a second writer with the same ids fail instead of interleaving.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from psycopg.rows import dict_row, tuple_row
 
@@ -61,3 +62,22 @@ async def count(conn: Connection, execution_id: int) -> int:
         await cur.execute(Q["count"], {"execution_id": execution_id})
         row = await cur.fetchone()
     return int(row[0]) if row else 0
+
+
+@wrap
+async def loop_results(conn: Connection, ref: dict[str, Any]) -> list[Any]:
+    """The results a loop's ``{"$results": ref}`` stands for: each iteration's ``call.done`` result
+    in item order, None for a failed one (``noetl.runtime.results``)."""
+    params = {
+        "execution_id": int(ref["execution_id"]),
+        "step": str(ref["step"]),
+        "after": int(ref["after"]),
+        "until": int(ref.get("until") or 0),
+    }
+    found: dict[int, Any] = {}
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute(Q["loop_results"], params, prepare=True)
+        for index, ok, result in await cur.fetchall():
+            if index is not None:
+                found[index] = result if ok else None
+    return [found.get(i) for i in range(int(ref["count"]))]

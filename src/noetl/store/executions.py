@@ -54,6 +54,42 @@ async def create(
 
 
 @wrap
+async def create_child(
+    conn: Connection,
+    execution_id: int,
+    catalog_id: int | None,
+    path: str,
+    payload: dict[str, Any] | None,
+    parent_execution_id: int,
+    parent_key: str,
+) -> int | None:
+    """Insert a RUNNING child execution started by the parent's call ``parent_key``; None (and no
+    change) when that call already started one: then :func:`child_by_key` finds it."""
+    params = {
+        "execution_id": execution_id,
+        "catalog_id": catalog_id,
+        "path": path,
+        "parent_execution_id": parent_execution_id,
+        "payload": jsonb.param(payload) if payload is not None else None,
+        "parent_key": parent_key,
+    }
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute(Q["create_child"], params)
+        row = await cur.fetchone()
+    return None if row is None else int(row[0])
+
+
+@wrap
+async def child_by_key(conn: Connection, parent_execution_id: int, parent_key: str) -> int | None:
+    """The child execution the parent's call ``parent_key`` started, if any."""
+    params = {"parent_execution_id": parent_execution_id, "parent_key": parent_key}
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute(Q["child_by_key"], params)
+        row = await cur.fetchone()
+    return None if row is None else int(row[0])
+
+
+@wrap
 async def get(conn: Connection, execution_id: int) -> ExecutionRow | None:
     async with conn.cursor(row_factory=class_row(ExecutionRow)) as cur:
         await cur.execute(Q["get"], {"execution_id": execution_id}, prepare=True)

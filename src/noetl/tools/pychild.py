@@ -12,8 +12,9 @@ Wire format, both directions, over the pipes the parent gave as stdin (requests)
 
 At start the child moves the two pipes to private descriptors (not inherited by processes the user
 code starts) and points descriptor 0 at /dev/null and descriptor 1 at stderr, so nothing that user
-code or its C libraries print can corrupt the channel. ``print()`` goes to a per-task buffer; when
-the task fails, the last 8 KiB of it come back as ``stdout`` in the error, otherwise it is dropped.
+code or its C libraries print can corrupt the channel. ``print()`` and writes to ``sys.stderr`` go to
+a per-task buffer; when the task fails, the last 8 KiB of it come back as ``stdout`` in the error
+(where the worker's redactor masks secrets like in any outcome), otherwise it is dropped.
 
 Error kinds sent back: ``python`` (an exception in user code, or a result JSON cannot hold),
 ``memory`` (MemoryError: the address space is capped with RLIMIT_AS), ``crash`` (user code raised
@@ -96,7 +97,7 @@ def run_task(
     """Run one task; return (reply tag, JSON body). Never raises."""
     captured = io.StringIO()
     saved_env = _set_env(env) if env else None
-    sys.stdout = captured
+    sys.stdout = sys.stderr = captured  # stderr too: nothing user code prints reaches the worker's log
     try:
         try:
             result = _execute(code, inputs, libs)
@@ -109,7 +110,7 @@ def run_task(
         except Exception as exc:  # TypeError, ValueError (NaN, cycles), RecursionError from the encoder
             return REPLY_ERROR, _not_json(exc)
     finally:
-        sys.stdout = sys.__stdout__
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
         sys.modules.pop(MODULE_NAME, None)
         if saved_env is not None:
             _restore_env(saved_env)

@@ -7,6 +7,11 @@ doubling to 500 ms - and gets ``{execution_id, status, result, error}``: the chi
 or with ``return_step`` that step's result, read from the child's folded event log. Without
 ``wait`` it gets ``{execution_id, status: "RUNNING"}`` at once.
 
+Starts are idempotent per call: the child is keyed by the parent's command id and the call's
+number within that run of the command, so a command that runs again after its lease expired (its
+worker died while waiting) attaches to the child its first run started instead of starting a
+second one, and a retried call (a later number) starts a new child.
+
 A child needs worker slots of its own while its parent's command waits, so a playbook nesting N
 levels deep needs at least N + 1 slots across the workers of its pool.
 """
@@ -18,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from noetl.engine.state import fold
 from noetl.errors import ExecutionError, PlaybookError
+from noetl.runtime import results
 from noetl.worker.database import Database, is_connection_error
 
 if TYPE_CHECKING:
@@ -45,15 +51,19 @@ class Children:
         return_step: str | None = None,
         wait: bool = True,
         parent_execution_id: int | None = None,
+        parent_key: str | None = None,
         catalog_id: object = None,
         **_: object,
     ) -> dict[str, Any]:
         entry = await self._entry(path, version, catalog_id)
-        child_id = await self._start(entry, payload, parent_execution_id)
+        child_id = await self._start(entry, payload, parent_execution_id, parent_key)
         if not wait:
             return {"execution_id": str(child_id), "status": "RUNNING"}
         row = await self._finished(child_id)
         result = row.result if not return_step else await self._step_result(child_id, return_step)
+        result = await self._database.run(
+            "reading a sub-playbook's loop results", lambda conn: results.hydrate_stored(conn, result)
+        )
         return {"execution_id": str(child_id), "status": row.status, "result": result, "error": row.error}
 
     async def _entry(self, path: str, version: object, catalog_id: object) -> CatalogEntry:
@@ -77,13 +87,15 @@ class Children:
             )
         return entry
 
-    async def _start(self, entry: CatalogEntry, payload: dict[str, Any] | None, parent: int | None) -> int:
+    async def _start(
+        self, entry: CatalogEntry, payload: dict[str, Any] | None, parent: int | None, key: str | None
+    ) -> int:
         from noetl.runtime.orchestration import Orchestrator
 
         if self._orchestrator is None:
             self._orchestrator = Orchestrator(self._database.pool)
         try:
-            return await self._orchestrator.start(entry, payload, parent_execution_id=parent)
+            return await self._orchestrator.start(entry, payload, parent_execution_id=parent, parent_key=key)
         except Exception as exc:
             # Not retried: the start may have committed before the connection broke.
             if is_connection_error(exc):

@@ -14,13 +14,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
-from noetl.dsl.model import JSON
+from noetl.dsl.model import JSON, Playbook
 from noetl.engine import context as rctx
 from noetl.engine import events as ev
 from noetl.errors import NoetlError
+from noetl.runtime import results
 from noetl.runtime.credentials import CredentialStore
 from noetl.runtime.report import outcome_events
 from noetl.runtime.runner import Outcome, run_command
@@ -77,7 +77,7 @@ class CommandRunner:
     async def _outcome(self, lease: Lease) -> Outcome:
         try:
             playbook = await self._playbooks.get(lease.catalog_id)
-            context = rctx.from_wire(dict(lease.context))
+            context = rctx.from_wire(await self._hydrated(playbook, lease))
             return await run_command(
                 playbook,
                 lease.step,
@@ -94,11 +94,51 @@ class CommandRunner:
             log.exception("command crashed the task runner", extra=log_fields(lease))
             return failure("internal", f"worker failed to run the command: {type(exc).__name__}: {exc}")
 
+    async def _hydrated(self, playbook: Playbook, lease: Lease) -> dict[str, Any]:
+        """The lease's wire context with the results of spilled loops its step reads (DECISIONS 19),
+        loaded from the event log."""
+        wire = dict(lease.context)
+        steps = wire.get("steps")
+        if not isinstance(steps, dict):
+            return wire
+        wanted = results.referenced_refs(playbook.steps[lease.step], steps)
+        if not wanted:
+            return wire
+        loaded = await self._load(wanted)
+        return results.hydrate_wire(wire, loaded)
+
+    async def _load(self, wanted: list[results.Ref]) -> results.Loaded:
+        from noetl.store import events
+
+        async def load(conn: Any) -> results.Loaded:
+            found: results.Loaded = {}
+            for ref in wanted:
+                if results.key(ref) not in found:
+                    found[results.key(ref)] = await events.loop_results(conn, ref)
+            return found
+
+        return await self._playbooks.database.run("reading a loop's results", load)
+
     def _services(self, lease: Lease) -> Services:
         run_child: ChildRunner | None = None
         if self._run_child is not None:
-            run_child = partial(self._run_child, parent_execution_id=lease.execution_id)
+            run_child = _keyed_child_runner(self._run_child, lease)
         return Services(python_pool=self._python_pool, run_child=run_child, extras=self._extras)
+
+
+def _keyed_child_runner(run_child: Callable[..., Any], lease: Lease) -> ChildRunner:
+    """``run_child`` for one run of ``lease``: each call carries its parent and a key naming it
+    (``<command_id>#<n>``, n counting this run's calls), so a run that repeats an earlier run's
+    calls - the command running again - attaches to the children that run started."""
+    calls = 0
+
+    async def keyed(**request: Any) -> Any:
+        nonlocal calls
+        key = f"{lease.command_id}#{calls}"
+        calls += 1
+        return await run_child(**request, parent_execution_id=lease.execution_id, parent_key=key)
+
+    return keyed
 
 
 def report_of(lease: Lease, outcome: Outcome) -> Finished:

@@ -26,6 +26,10 @@ class Playbooks:
         self._size = size
         self._cache: OrderedDict[int, Playbook | NoetlError] = OrderedDict()
 
+    @property
+    def database(self) -> Database:
+        return self._database
+
     async def get(self, catalog_id: int | None) -> Playbook:
         if catalog_id is None:
             raise PlaybookError("the command names no catalog entry (catalog_id is empty)")

@@ -29,6 +29,7 @@ ENVIRONMENT: Final = {
     "encryption_key_b64": "NOETL_ENCRYPTION_KEY",
     "encryption_key_file": "NOETL_ENCRYPTION_KEY_FILE",
     "decide": "NOETL_WORKER_DECIDE",
+    "inline_results": "NOETL_INLINE_RESULTS",
     "resources": "NOETL_WORKER_RESOURCES",
     "pools_by_kind": "NOETL_POOLS_BY_KIND",
 }
@@ -66,8 +67,10 @@ class WorkerSettings:
     """A file holding that key as base64 text, used when ``encryption_key_b64`` is not given (created
     with a fresh key if missing - the embedded default, shared with the server on the same machine)."""
     decide: bool = True
-    """Record and decide right after reporting, in the report's transaction, when the execution's
-    lock is free (the fast path); ``False`` leaves every decision to the server."""
+    """Record and decide right after reporting, in the report's own transaction (the fast path);
+    ``False`` leaves every decision to the server."""
+    inline_results: int = 10_000
+    """The engine's inline limit for loop results (DECISIONS 19); the same value as the server's."""
     resources: Mapping[str, int] = field(default_factory=dict)
     """Capacity for steps' ``spec.resources`` (``gpu=2,memory_mb=16000``): a claim takes a command
     only if what it needs fits in this less what the worker's running commands hold."""

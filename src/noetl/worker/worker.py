@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final
 
+from noetl.engine.decide import Limits
 from noetl.errors import NoetlError
 from noetl.runtime import placement
 from noetl.runtime.orchestration import Orchestrator
@@ -78,8 +79,10 @@ class Worker:
         self.slots: dict[str, _Slot] = {}
         self._claiming = 0  # slots the claim in flight may fill
         self._behind = False  # ready commands may be waiting that we had no slot for
+        limits = Limits(inline_results=settings.inline_results)
+        kind_pools = placement.kind_pools(settings.pools_by_kind)
         # its pool is set once the database opens
-        self.orchestrator = Orchestrator(None, kind_pools=placement.kind_pools(settings.pools_by_kind))
+        self.orchestrator = Orchestrator(None, limits=limits, kind_pools=kind_pools)
         self.reporter = Reporter(
             self.database,
             settings.worker_id,

@@ -158,6 +158,7 @@ async def test_keychain_errors():
     keychain = Keychain(
         [
             {"name": "o", "kind": "oauth2"},
+            {"name": "v", "kind": "vault"},
             {"name": "self", "kind": "bearer", "token": "{{ keychain.self.token }}"},
             {"name": "missing", "kind": "credential", "credential": "nope"},
             {"name": "bad", "kind": "static", "map": "{{ undefined_thing }}"},
@@ -165,8 +166,10 @@ async def test_keychain_errors():
         MemoryCredentials(),
     )
     context = {"keychain": keychain.resolved}
-    with pytest.raises(CredentialError, match=r"keychain kind 'oauth2' .* not supported"):
+    with pytest.raises(CredentialError, match=r"keychain entry 'o' of kind oauth2 needs 'endpoint'"):
         await keychain.resolve(["o"], context)
+    with pytest.raises(CredentialError, match=r"keychain kind 'vault' .* not supported"):
+        await keychain.resolve(["v"], context)
     with pytest.raises(CredentialError, match="refers to itself"):
         await keychain.resolve(["self"], context)
     with pytest.raises(CredentialError, match="'nope' not found"):

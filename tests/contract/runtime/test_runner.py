@@ -643,11 +643,13 @@ async def test_keychain_entry_named_in_auth(run, http_echo):
 async def test_unsupported_keychain_kind_fails_clearly_when_referenced(run):
     pb = playbook("""
         keychain:
-          - {name: erp, kind: oauth2, endpoint: "http://127.0.0.1:1/token"}
+          - {name: erp, kind: google_id_token, endpoint: "http://127.0.0.1:1/token"}
         workflow:
           - step: start
             tool: {kind: shell, command: "echo {{ keychain.erp.access_token }}"}
     """)
     out = await run(pb, credentials=MemoryCredentials())
     assert out.status == "error" and out.error["kind"] == "credential"
-    assert "keychain kind 'oauth2'" in out.error["message"] and "not supported" in out.error["message"]
+    assert (
+        "keychain kind 'google_id_token'" in out.error["message"] and "not supported" in out.error["message"]
+    )

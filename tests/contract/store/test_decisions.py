@@ -9,6 +9,7 @@ commands ready (one notification per pool) or leased to the reporting worker, an
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -179,3 +180,32 @@ async def test_write_of_a_final_decision_sets_result_and_error(conn: Connection)
     await decisions.write(conn, EXECUTION, [], [], [], moved)
     again = await executions.get(conn, EXECUTION)
     assert again is not None and again.result == {"partial": [1]} and again.last_event_id == 4
+
+
+async def test_open_that_waits_takes_the_lock_once_the_holder_commits(
+    conn: Connection, other: Connection
+) -> None:
+    """The worker's fast path waits for a pass that holds the execution, then records its report."""
+    await leased(conn, 1)
+    pid = conn.info.backend_pid
+    async with other.transaction():
+        assert [r.execution_id for r in await executions.lock(other, [EXECUTION])] == [EXECUTION]
+
+        async def reporting() -> decisions.Opened:
+            async with conn.transaction():
+                return await decisions.open(conn, [EXECUTION], [report(1)], wait=True)
+
+        task = asyncio.create_task(reporting())
+        deadline = time.monotonic() + 10
+        while True:  # until the reporter's backend is seen waiting for the row lock
+            cur = await other.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [pid])
+            found = await cur.fetchone()
+            if found is not None and found[0] == "Lock":
+                break
+            assert time.monotonic() < deadline, "the reporter never waited for the lock"
+            assert not task.done(), "open returned while another transaction held the lock"
+            await asyncio.sleep(0.01)
+    opened = await asyncio.wait_for(task, 10)
+    assert [r.execution_id for r in opened.rows] == [EXECUTION]
+    assert opened.recorded == {"9001:1"}
+    assert (await command_row(conn, "9001:1"))["recorded"] is True

@@ -191,6 +191,14 @@ async def test_printing_does_not_break_the_channel(pool: PythonPool) -> None:
     assert error.details["py"]["stdout"] == "before the failure\n"  # type: ignore[index]
 
 
+async def test_stderr_is_captured_with_the_task_not_written_to_the_workers_log(pool: PythonPool) -> None:
+    """A secret a task writes to ``sys.stderr`` comes back in its error (which the worker masks)."""
+    code = "import sys\nprint('out')\nsys.stderr.write('err-line\\n')\nraise ValueError('bad')"
+    error = await _raises(pool, code)
+    assert error.details["py"]["stdout"] == "out\nerr-line\n"  # type: ignore[index]
+    assert await pool.run("import sys\nresult = sys.stderr is sys.__stderr__", {}) is False
+
+
 # --- concurrency, cancellation, shutdown --------------------------------------------------------
 
 

@@ -1056,3 +1056,29 @@ def test_any_value_anywhere_gives_a_playbook_error_or_a_playbook(replacement: ob
             assert "NoETL bug" not in exc.message, (path, exc)
             outcomes["error"] += 1
     assert outcomes["error"] > 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("path", "../secrets/x"),
+        ("path", "a/../b"),
+        ("path", "/etc/passwd"),
+        ("path", "a//b"),
+        ("path", "a\\\\b"),
+        ("name", "../up"),
+    ],
+)
+def test_catalog_paths_must_be_relative_names(field: str, value: str) -> None:
+    text = f"apiVersion: noetl.io/v2\nkind: Playbook\nmetadata:\n  {field}: '{value}'\n"
+    if field == "path":
+        text += "  name: ok\n"
+    text += "workflow:\n  - step: start\n    tool: {kind: noop}\n"
+    exc = error(text)
+    assert f"metadata.{field}" in exc.message and "not a valid catalog path" in exc.message
+    assert exc.location is not None and exc.location.line == 4
+
+
+def test_a_nested_relative_catalog_path_is_fine() -> None:
+    text = "apiVersion: noetl.io/v2\nkind: Playbook\nmetadata: {name: x, path: team/etl/daily-v2}\n"
+    assert parse(text + "workflow:\n  - step: start\n    tool: {kind: noop}\n").path == "team/etl/daily-v2"

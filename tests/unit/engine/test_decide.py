@@ -301,3 +301,38 @@ def test_context_updates_from_tasks_are_recorded():
     sim.complete(sim.cmd("start"), {"v": 1}, updates={"from_task": 5})
     assert sim.state.variables["from_task"] == 5
     assert sim.cmd("b").context["from_task"] == 5
+
+
+def test_a_loop_beyond_the_inline_limit_keeps_its_results_in_the_log_only():
+    """DECISIONS 19: the state holds no per-iteration results; loop.done carries a reference."""
+    sim = Sim(LOOP.replace("MODE", "parallel"), {"items": ["a", "b", "c"]}, limits=Limits(inline_results=2))
+    [enter] = [e for e in sim.log if e.name == ev.STEP_ENTER]
+    assert enter.data["loop"]["spill"] is True
+    sim.complete(sim.cmd("start", 0), "A")
+    sim.complete(sim.cmd("start", 1), "B")
+    assert sim.state.loop_results["start"] == {}
+    d = sim.complete(sim.cmd("start", 2), "C")
+    [done] = [e for e in d.events if e.name == ev.LOOP_DONE]
+    assert done.data["result"] == {
+        "results": {
+            "$results": {
+                "execution_id": "42",
+                "step": "start",
+                "after": enter.id,
+                "until": done.id,
+                "count": 3,
+            }
+        },
+        "stats": {"total": 3, "succeeded": 3, "failed": 0},
+    }
+    assert [c.step for c in d.commands] == ["after"]  # routing on event/stats works as usual
+
+
+def test_a_loop_within_the_inline_limit_keeps_its_results_inline():
+    sim = Sim(LOOP.replace("MODE", "parallel"), {"items": ["a", "b"]}, limits=Limits(inline_results=2))
+    [enter] = [e for e in sim.log if e.name == ev.STEP_ENTER]
+    assert "spill" not in enter.data["loop"]
+    sim.complete(sim.cmd("start", 0), "A")
+    d = sim.complete(sim.cmd("start", 1), "B")
+    [done] = [e for e in d.events if e.name == ev.LOOP_DONE]
+    assert done.data["result"]["results"] == ["A", "B"]

@@ -15,3 +15,11 @@ LIMIT %(limit)s
 
 -- name: count
 SELECT count(*) FROM noetl.event WHERE execution_id = %(execution_id)s
+
+-- name: loop_results
+-- The iterations' outcomes of one run of a loop step whose results stay in the log (DECISIONS 19).
+SELECT (data->>'index')::integer, event_type = 'call.done', data->'result'
+FROM noetl.event
+WHERE execution_id = %(execution_id)s AND event_type IN ('call.done', 'call.error') AND step = %(step)s
+  AND event_id > %(after)s AND (%(until)s = 0 OR event_id < %(until)s)
+ORDER BY event_id

@@ -2,6 +2,17 @@
 INSERT INTO noetl.execution (execution_id, catalog_id, path, parent_execution_id, payload)
 VALUES (%(execution_id)s, %(catalog_id)s, %(path)s, %(parent_execution_id)s, %(payload)s)
 
+-- name: create_child
+-- A child execution keyed by the parent command's call; nothing when that call already started one.
+INSERT INTO noetl.execution (execution_id, catalog_id, path, parent_execution_id, payload, parent_key)
+VALUES (%(execution_id)s, %(catalog_id)s, %(path)s, %(parent_execution_id)s, %(payload)s, %(parent_key)s)
+ON CONFLICT (parent_execution_id, parent_key) WHERE parent_key IS NOT NULL DO NOTHING
+RETURNING execution_id
+
+-- name: child_by_key
+SELECT execution_id FROM noetl.execution
+WHERE parent_execution_id = %(parent_execution_id)s AND parent_key = %(parent_key)s
+
 -- name: get
 SELECT execution_id, catalog_id, path, status, parent_execution_id, payload, result, error,
        last_event_id, cancel_requested, cancel_reason, created_at, updated_at, completed_at
