@@ -99,10 +99,11 @@ def start_worker(
     python_workers: int | None,
     key_file: str | None,
     decide: bool | None = None,
+    resources: str | None = None,
 ) -> int:
     """``noetl worker start``: lease and run commands until SIGTERM/SIGINT; the exit code."""
     from noetl.worker import main
-    from noetl.worker.settings import WorkerSettings
+    from noetl.worker.settings import WorkerSettings, parse_resources
 
     env = dict(os.environ)
     embedded = not (database or env.get("NOETL_DATABASE_URL"))
@@ -119,6 +120,7 @@ def start_worker(
         python_workers=python_workers,
         encryption_key_file=key_file or default_key_file(env, data, embedded),
         decide=decide,
+        resources=parse_resources(resources) if resources else None,
     )
     click.echo(
         f"noetl: worker {settings.worker_id} on pools {', '.join(settings.pools)} "

@@ -16,11 +16,16 @@ Errors added here (all exit 1)::
     ├── ServerUnreachable   no connection to the server (refused, DNS, timeout)
     └── ApiError            the server answered with an error status
         ├── NotFound        404: no such execution, catalog entry or credential
-        └── Conflict        409: e.g. cancelling an execution that already finished
+        ├── Conflict        409: e.g. cancelling an execution that already finished
+        └── Busy            429: the server's queue is full; ``retry_after`` says when to retry
+
+``execute`` retries a 429 with backoff (the server's ``Retry-After``, doubling up to
+:data:`MAX_BUSY_WAIT_SECONDS`), saying so on stderr, for up to :data:`BUSY_RETRIES` attempts.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
@@ -39,6 +44,8 @@ if TYPE_CHECKING:
 
 DEFAULT_SERVER_URL: Final = "http://127.0.0.1:8082"
 REQUEST_TIMEOUT_SECONDS: Final = 30.0
+BUSY_RETRIES: Final = 12
+MAX_BUSY_WAIT_SECONDS: Final = 30.0
 
 JSONObject = dict[str, Any]
 
@@ -73,6 +80,14 @@ class NotFound(ApiError):
 
 class Conflict(ApiError):
     """409: the request contradicts the current state (``code`` says how, e.g. ``already_terminal``)."""
+
+
+class Busy(ApiError):
+    """429: the server refuses new work until its queue drains; retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, *, retry_after: float, detail: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message, status=429, code="busy", detail=detail)
+        self.retry_after = retry_after
 
 
 class Client:
@@ -139,15 +154,38 @@ class Client:
         catalog_id: str | None = None,
         version: int | None = None,
         payload: Mapping[str, Any] | None = None,
+        priority: int | None = None,
     ) -> JSONObject:
-        """``{execution_id, status, ...}`` of the execution just started."""
+        """``{execution_id, status, ...}`` of the execution just started (429s retried, see above)."""
         body: JSONObject = {"payload": dict(payload or {})}
         if catalog_id is not None:
             body["catalog_id"] = catalog_id
         else:
             body["path"] = path
             body["version"] = version if version is not None else "latest"
-        return self._request("POST", "/api/execute", json=body)
+        if priority is not None:
+            body["priority"] = priority
+        for attempt in range(1, BUSY_RETRIES + 1):
+            try:
+                return self._request("POST", "/api/execute", json=body)
+            except Busy as busy:
+                if attempt == BUSY_RETRIES:
+                    raise
+                wait = min(max(busy.retry_after, 0.1) * 2 ** (attempt - 1), MAX_BUSY_WAIT_SECONDS)
+                _say(f"noetl: server busy ({busy}); retrying in {wait:g} s (attempt {attempt + 1})")
+                time.sleep(wait)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Mapping[str, Any] | None = None,
+        params: Mapping[str, str | int] | None = None,
+    ) -> JSONObject:
+        """One request to an API path (for commands without a method of their own here)."""
+        return self._request(method, path, json=json, params=params)
 
     def executions(
         self,
@@ -278,7 +316,9 @@ def error_from(response: httpx.Response) -> NoetlError:
         return NotFound(reason, status=status, code=code, detail=detail)
     if status == 409:
         return Conflict(reason, status=status, code=code, detail=detail)
-    if status in (401, 403, 429):
+    if status == 429:
+        return Busy(reason, retry_after=_retry_after(response), detail=detail)
+    if status in (401, 403):
         return ApiError(f"access refused ({status}): {reason}", status=status, code=code, detail=detail)
     return ApiError(f"server error {status}: {reason}", status=status, code=code, detail=detail)
 
@@ -303,6 +343,19 @@ def _playbook_error(detail: Mapping[str, Any], reason: str) -> PlaybookError:
         step=step if isinstance(step, str) else None,
         field=field if isinstance(field, str) else None,
     )
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return float(response.headers.get("Retry-After", "1"))
+    except ValueError:
+        return 1.0
+
+
+def _say(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
 
 
 def _detail(response: httpx.Response) -> JSONObject:

@@ -343,6 +343,13 @@ def worker() -> None:
     help="Record and decide right after reporting when the execution is free (the fast path); "
     "--no-decide leaves every decision to the server [default: decide].",
 )
+@click.option(
+    "--resources",
+    metavar="NAME=UNITS,...",
+    envvar="NOETL_WORKER_RESOURCES",
+    show_envvar=True,
+    help="Capacity for steps' spec.resources, e.g. gpu=2,memory_mb=16000 [default: none].",
+)
 @database_options
 @click.option(
     "--encryption-key-file",
@@ -359,6 +366,7 @@ def worker_start(
     name: str | None,
     python_workers: int | None,
     decide: bool | None,
+    resources: str | None,
     database_url: str | None,
     data_dir: str | None,
     encryption_key_file: str | None,
@@ -378,6 +386,7 @@ def worker_start(
         python_workers=python_workers,
         key_file=encryption_key_file,
         decide=decide,
+        resources=resources,
     )
     sys.exit(code)
 
@@ -480,10 +489,17 @@ def catalog_get(path: str, version: int | None, server_url: str, as_json: bool) 
     "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set a workload key (YAML scalar or JSON)."
 )
 @click.option("--payload", "--workload", "payload", metavar="JSON", help="Workload keys as a JSON object.")
+@click.option("--priority", type=int, help="The execution's priority [default: executor.spec.priority].")
 @server_url_option
 @json_option
 def exec_command(
-    path: str, version: int | None, sets: tuple[str, ...], payload: str | None, server_url: str, as_json: bool
+    path: str,
+    version: int | None,
+    sets: tuple[str, ...],
+    payload: str | None,
+    priority: int | None,
+    server_url: str,
+    as_json: bool,
 ) -> None:
     """Start an execution of catalog playbook PATH; prints its execution id."""
     from noetl.cli import remote
@@ -491,7 +507,7 @@ def exec_command(
 
     data = build_payload(sets, payload)
     with client(server_url) as api:
-        remote.start(api, path, version, data, as_json)
+        remote.start(api, path, version, data, as_json, priority=priority)
 
 
 @cli.command()
@@ -628,3 +644,6 @@ _auth.register(cli, credential)
 if __name__ == "__main__":
     main()
 cli.add_command(__import__("noetl.cli.migrate", fromlist=["migrate"]).migrate)
+_scheduling = __import__("noetl.cli.schedule", fromlist=["schedule"])
+for _command in (_scheduling.schedule, _scheduling.trigger, _scheduling.resource, _scheduling.queue):
+    cli.add_command(_command)

@@ -75,9 +75,17 @@ def catalog_get(client: Client, path: str, version: int | None, as_json: bool) -
 # ---- executions -------------------------------------------------------------------------------------
 
 
-def start(client: Client, path: str, version: int | None, payload: Mapping[str, Any], as_json: bool) -> None:
+def start(
+    client: Client,
+    path: str,
+    version: int | None,
+    payload: Mapping[str, Any],
+    as_json: bool,
+    *,
+    priority: int | None = None,
+) -> None:
     """``noetl exec PATH``: start an execution of a catalog entry; prints its id."""
-    started = client.execute(path=path, version=version, payload=payload)
+    started = client.execute(path=path, version=version, payload=payload, priority=priority)
     if as_json:
         emit(started)
     else:

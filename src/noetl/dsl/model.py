@@ -130,6 +130,14 @@ class Step:
     timeout: float | None = None
     priority: int = 0
     location: Location | None = None
+    pool: str | None = None
+    """``spec.pool``: the worker pool that runs it (None: by tool kind, see ``Executor.pools``)."""
+    resources: Mapping[str, int] = field(default_factory=dict)
+    """``spec.resources``: units held while it runs (worker capacity, or a named global resource)."""
+    concurrency_key: str | None = None
+    """``spec.concurrency_key``: a template (e.g. a tenant id); keys share workers fairly."""
+    concurrency_limit: int | None = None
+    """``spec.concurrency_limit``: at most this many of its commands per key in flight."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +146,12 @@ class Executor:
     final_step: str | None = None
     no_next_is_error: bool = False
     profile: str = "auto"
+    priority: int = 0
+    """``executor.spec.priority``: added to every step's priority (the execute request may override)."""
+    max_concurrent_executions: int | None = None
+    """At most this many executions of the playbook run at once; the others wait in the queue."""
+    pools: Mapping[str, str] = field(default_factory=dict)
+    """``executor.spec.pools``: tool kind -> pool for steps without ``spec.pool``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -344,7 +344,20 @@ class _Builder:
             timeout=self.duration(spec, "timeout", step=name, path="spec.timeout"),
             priority=cast(int, spec.get("priority", 0)),
             location=self.document.where(raw),
+            pool=cast("str | None", spec.get("pool")),
+            resources=self.amounts(spec, "resources", name),
+            concurrency_key=cast("str | None", spec.get("concurrency_key")),
+            concurrency_limit=cast("int | None", spec.get("concurrency_limit")),
         )
+
+    def amounts(self, spec: _Map, key: str, step: str) -> dict[str, int]:
+        """``spec.resources``: each value a whole number of units, zero or more."""
+        raw = cast(_Map, spec.get(key, {}))
+        for name, value in raw.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                message = f"'spec.{key}.{name}' must be a whole number of units (0 or more), got {value!r}"
+                raise self.error(message, raw, name, step=step, path=f"spec.{key}.{name}")
+        return cast(dict[str, int], dict(raw))
 
     def failure_mode(self, policy: _Map, loop: _Map | None, name: str) -> FailureMode:
         step_mode = cast(_Map, policy.get("failure", {})).get("mode")
@@ -443,7 +456,19 @@ class _Builder:
             final_step=cast("str | None", spec.get("final_step")),
             no_next_is_error=cast(bool, spec.get("no_next_is_error", False)),
             profile=cast(str, raw.get("profile", "auto")),
+            priority=cast(int, spec.get("priority", 0)),
+            max_concurrent_executions=cast("int | None", spec.get("max_concurrent_executions")),
+            pools=self.kind_pools(spec),
         )
+
+    def kind_pools(self, spec: _Map) -> dict[str, str]:
+        """``executor.spec.pools``: tool kind -> pool name, both strings."""
+        raw = cast(_Map, spec.get("pools", {}))
+        for kind, pool in raw.items():
+            if not isinstance(pool, str) or not pool:
+                message = f"'executor.spec.pools.{kind}' must be a pool name, got {pool!r}"
+                raise self.error(message, raw, kind, step=None, path=f"executor.spec.pools.{kind}")
+        return cast(dict[str, str], dict(raw))
 
     # ---- tasks
 

@@ -128,11 +128,16 @@ SHAPES: Mapping[str, Shape] = {
         },
     ),
     "executor_spec": Shape(
-        "Entry and final steps.",
+        "Entry and final steps, priority, limits and pools.",
         {
             "entry_step": Field(_STR, "step to start at (default: 'start', else the first step)"),
             "final_step": Field(_STR, "step whose result is the execution's final result"),
             "no_next_is_error": Field(_BOOL, "a completed step whose arcs all fail to match fails"),
+            "priority": Field(("integer",), "added to every step's priority (higher runs first)"),
+            "max_concurrent_executions": Field(
+                ("integer",), "executions of this playbook running at once", minimum=1
+            ),
+            "pools": Field(_MAP, "tool kind -> worker pool, for steps without spec.pool"),
             "policy": Field(_MAP),
         },
     ),
@@ -164,7 +169,11 @@ SHAPES: Mapping[str, Shape] = {
         "Step settings.",
         {
             "timeout": Field(_DURATION, "e.g. 30, '30s', '2m'"),
-            "priority": Field(("integer",)),
+            "priority": Field(("integer",), "higher runs first (added to executor.spec.priority)"),
+            "pool": Field(_STR, "worker pool that runs the step"),
+            "resources": Field(_MAP, "units held while running: {gpu: 1, memory_mb: 2048, pg_pool: 1}"),
+            "concurrency_key": Field(_STR, "template, e.g. '{{ tenant }}': keys share workers fairly"),
+            "concurrency_limit": Field(("integer",), "commands in flight per concurrency key", minimum=1),
             "policy": Field(_MAP, shape="step_policy"),
         },
     ),

@@ -138,6 +138,8 @@ class State:
     completed_at: float | None = None
     event_count: int = 0
     last_event_id: int = 0
+    priority: int | None = None
+    """The execute request's ``priority`` (``playbook.initialized``), None when it gave none."""
 
     @property
     def terminal(self) -> bool:
@@ -174,6 +176,7 @@ class State:
             self.completed_at,
             self.event_count,
             self.last_event_id,
+            self.priority,
         )
 
 
@@ -203,6 +206,7 @@ def _initialized(state: State, e: ev.Event) -> None:
     state.variables = dict(d.get("workload") or {})
     state.status = RUNNING
     state.started_at = e.at
+    state.priority = d.get("priority")
 
 
 def _step_enter(state: State, e: ev.Event) -> None:

@@ -32,7 +32,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -42,7 +42,7 @@ from noetl.engine import events as ev
 from noetl.engine.decide import DEFAULT_LIMITS, Limits, advance, initial_event
 from noetl.engine.state import State, checksum, fold
 from noetl.errors import NoetlError
-from noetl.runtime import loader
+from noetl.runtime import loader, placement
 from noetl.store import catalog, commands, db, decisions, executions, ids
 from noetl.store import events as event_log
 from noetl.store.ports import CatalogEntry, ExecutionRow, Lease, NewCommand, PendingResult, Report
@@ -83,14 +83,24 @@ class _Work:
     events: list[ev.Event] = field(default_factory=list)
     commands: list[ev.Command] = field(default_factory=list)
     recorded: list[str] = field(default_factory=list)
+    playbook: Playbook | None = None
 
 
 class Orchestrator:
     """Starts executions and turns reported outcomes into the next commands."""
 
-    def __init__(self, pool: Any, *, limits: Limits | None = None, catalog_cache_size: int = 256) -> None:
+    def __init__(
+        self,
+        pool: Any,
+        *,
+        limits: Limits | None = None,
+        catalog_cache_size: int = 256,
+        kind_pools: Mapping[str, str] | None = None,
+    ) -> None:
         self.pool = pool
         self.limits = limits or DEFAULT_LIMITS
+        self.kind_pools: Mapping[str, str] = dict(kind_pools or {})
+        """Tool kind -> pool for steps that name none (``placement.pool``)."""
         self._playbooks: OrderedDict[int, Playbook] = OrderedDict()
         self._cache_size = catalog_cache_size
         self._states: OrderedDict[int, State] = OrderedDict()
@@ -106,13 +116,15 @@ class Orchestrator:
         *,
         parent_execution_id: int | None = None,
         parent_key: str | None = None,
+        priority: int | None = None,
     ) -> int:
         """Create an execution of ``entry`` and dispatch its entry step, in one transaction.
 
         With ``parent_key`` (a sub-playbook call: the parent's command id and the call's number in
         that run of the command) the start is idempotent: when that call already started a child -
         the command is running again after its lease expired - that child's id is returned and
-        nothing new is started."""
+        nothing new is started. ``priority`` (the execute request's) replaces the playbook's
+        ``executor.spec.priority``."""
         playbook = self._parse(entry)
         execution_id = ids.new_id()
         first = initial_event(
@@ -122,6 +134,8 @@ class Orchestrator:
             time.time(),
             parent_execution_id=str(parent_execution_id) if parent_execution_id else None,
         )
+        if priority is not None:
+            first = replace(first, data={**first.data, "priority": priority})
         row = ExecutionRow(execution_id, entry.catalog_id, entry.path, "RUNNING", parent_execution_id)
         work = _Work(row, State())
         self._run(playbook, work, [first])
@@ -266,6 +280,7 @@ class Orchestrator:
     def _run(self, playbook: Playbook, work: _Work, incoming: list[ev.Event]) -> None:
         """Fold ``incoming`` onto the state, deciding on each; collect events and commands."""
         state = work.state
+        work.playbook = playbook
         for event in incoming:
             now = time.time()
             event = replace(event, id=state.last_event_id + 1, at=event.at or now)
@@ -279,22 +294,10 @@ class Orchestrator:
         ``take.worker_id``), mark its outcomes recorded and move the projection forward."""
         row, state = work.row, work.state
         cancelled = {e.command_id for e in work.events if e.name == ev.COMMAND_CANCELLED}
-        new = [
-            NewCommand(
-                command_id=c.id,
-                execution_id=row.execution_id,
-                catalog_id=row.catalog_id,
-                step=c.step,
-                index=c.index,
-                context=rctx.to_wire(dict(c.context)),
-                priority=c.priority,
-            )
-            for c in work.commands
-            if c.id not in cancelled
-        ]
+        new = [self._queued(work, c) for c in work.commands if c.id not in cancelled]
         leases: list[Lease] = []
         if new and take is not None and budget > 0 and not state.terminal:
-            mine = [c for c in new if c.pool in take.pools][:budget]
+            mine = [c for c in new if c.pool in take.pools and not c.constrained][:budget]
             leases = [
                 Lease(
                     c.command_id,
@@ -327,6 +330,30 @@ class Orchestrator:
         if cancelled or state.status == "CANCELLED":
             await commands.cancel(conn, row.execution_id)
         return leases
+
+    def _queued(self, work: _Work, command: ev.Command) -> NewCommand:
+        """The queue row of ``command``: pool, priority, key and needs by ``placement``."""
+        row, playbook = work.row, work.playbook
+        context = rctx.to_wire(dict(command.context))
+        if playbook is None or command.step not in playbook.steps:
+            return NewCommand(
+                command.id, row.execution_id, row.catalog_id, command.step, command.index, context,
+                priority=command.priority,
+            )  # fmt: skip
+        step = playbook.steps[command.step]
+        key = placement.concurrency_key(step, command.context)
+        return NewCommand(
+            command_id=command.id,
+            execution_id=row.execution_id,
+            catalog_id=row.catalog_id,
+            step=command.step,
+            index=command.index,
+            context=context,
+            pool=placement.pool(playbook, step, self.kind_pools),
+            priority=placement.priority(playbook, work.state.priority, command),
+            concurrency_key=key,
+            needs=placement.needs(playbook, step, key),
+        )
 
     # -- state and playbooks ----------------------------------------------------------------------
 

@@ -1,9 +1,10 @@
 """The server application: routes, error handling, and what runs for the app's lifetime.
 
 On start (the lifespan) the server finds its database (the embedded PostgreSQL when no URL is
-set), applies pending migrations, opens a connection pool, and starts two background tasks: the
-orchestrator loop (``Orchestrator.serve``: LISTEN ``noetl_results`` + polling) and the lease
-reaper. On stop it signals both, waits up to ``shutdown_grace`` seconds, and closes the pool.
+set), applies pending migrations, opens a connection pool, and starts three background tasks: the
+orchestrator loop (``Orchestrator.serve``: LISTEN ``noetl_results`` + polling), the lease
+reaper and the scheduler (``noetl.server.scheduler``: schedules and priority aging, one leader).
+On stop it signals them, waits up to ``shutdown_grace`` seconds, and closes the pool.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from fastapi import FastAPI
 
 from noetl import __version__
 from noetl.engine.decide import Limits
+from noetl.runtime import placement
 from noetl.runtime.orchestration import Orchestrator
 from noetl.server import (
     auth,
@@ -31,11 +33,14 @@ from noetl.server import (
     queue,
     reaper,
     replay,
+    schedules,
+    triggers,
     workers,
 )
 from noetl.server.context import ServerContext
 from noetl.server.limits import BodyLimit
 from noetl.server.playbooks import PlaybookCache
+from noetl.server.scheduler import Scheduler
 from noetl.server.settings import ServerSettings
 from noetl.store import db, migrate
 
@@ -51,6 +56,8 @@ ROUTERS = (
     workers.router,
     credentials.router,
     replay.router,
+    schedules.router,
+    triggers.router,
 )
 
 
@@ -82,12 +89,19 @@ def _lifespan(settings: ServerSettings) -> Callable[[FastAPI], AbstractAsyncCont
                 settings=ready,
                 database_url=ready.database_url,
                 pool=pool,
-                orchestrator=Orchestrator(pool, limits=Limits(inline_results=settings.inline_results)),
+                orchestrator=Orchestrator(
+                    pool,
+                    limits=Limits(inline_results=settings.inline_results),
+                    kind_pools=placement.kind_pools(ready.pools_by_kind),
+                ),
                 cipher=cipher,
                 playbooks=PlaybookCache(),
             )
             app.state.noetl = context
-            async with background(context):
+            app.state.scheduler = Scheduler(
+                context, tick=ready.scheduler_tick, aging_seconds=ready.priority_aging_seconds
+            )
+            async with background(context, app.state.scheduler):
                 yield
         finally:
             await pool.close()
@@ -120,8 +134,8 @@ async def database_url(settings: ServerSettings) -> str:
 
 
 @asynccontextmanager
-async def background(context: ServerContext) -> AsyncIterator[None]:
-    """Run the orchestrator loop and the reaper (as configured) while the block runs."""
+async def background(context: ServerContext, scheduler: Scheduler | None = None) -> AsyncIterator[None]:
+    """Run the orchestrator loop, the reaper and the scheduler (as configured) while the block runs."""
     settings, stop = context.settings, asyncio.Event()
     jobs: list[Awaitable[None]] = []
     if settings.orchestrate:
@@ -130,6 +144,8 @@ async def background(context: ServerContext) -> AsyncIterator[None]:
         )
     if settings.reap:
         jobs.append(reaper.run(context.database_url, stop, settings.reaper_interval))
+    if settings.schedule and scheduler is not None:
+        jobs.append(scheduler.run(stop))
     tasks = [asyncio.create_task(_logged(job)) for job in jobs]
     try:
         yield

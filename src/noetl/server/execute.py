@@ -1,8 +1,13 @@
 """``POST /api/execute``: start an execution of a catalog entry.
 
 The entry is found by ``catalog_id``, or by ``path`` and ``version`` (latest when absent or
-``"latest"``); ``payload`` (alias ``workload``) overlays the playbook's workload. The orchestrator
-creates the execution row, its first events and first commands in one transaction.
+``"latest"``); ``payload`` (alias ``workload``) overlays the playbook's workload; ``priority``
+replaces the playbook's ``executor.spec.priority``. The orchestrator creates the execution row, its
+first events and first commands in one transaction.
+
+Back-pressure: when the pool of the entry step already holds ``max_queue_depth`` ready commands,
+the request is refused with 429 and ``Retry-After`` before anything is stored, so an accepted
+execution is never dropped later for lack of room.
 """
 
 from __future__ import annotations
@@ -11,12 +16,14 @@ from typing import Any, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException
 
 from noetl.engine import events as ev
 from noetl.errors import UsageError
+from noetl.runtime import placement
 from noetl.server.context import Server, ServerContext
 from noetl.server.problems import NotFound
-from noetl.store import catalog, events, executions
+from noetl.store import backlog, catalog, events, executions
 from noetl.store.ports import CatalogEntry
 
 router = APIRouter(prefix="/api", tags=["executions"])
@@ -29,14 +36,16 @@ class ExecuteRequest(BaseModel):
     payload: dict[str, Any] | None = None
     workload: dict[str, Any] | None = None
     parent_execution_id: int | None = None
+    priority: int | None = None
 
 
 @router.post("/execute")
 async def execute(body: ExecuteRequest, server: Server) -> dict[str, Any]:
     entry = await _entry(server, body)
+    await admit(server, entry)
     payload = body.payload if body.payload is not None else body.workload
     execution_id = await server.orchestrator.start(
-        entry, payload, parent_execution_id=body.parent_execution_id
+        entry, payload, parent_execution_id=body.parent_execution_id, priority=body.priority
     )
     async with server.pool.connection() as conn:
         row = await executions.get(conn, execution_id)
@@ -49,6 +58,24 @@ async def execute(body: ExecuteRequest, server: Server) -> dict[str, Any]:
         "catalog_id": str(entry.catalog_id),
         "commands_generated": len(issued),
     }
+
+
+async def admit(server: ServerContext, entry: CatalogEntry) -> None:
+    """429 with ``Retry-After`` when the entry step's pool is at its queue bound."""
+    bound = server.settings.max_queue_depth
+    if bound <= 0:
+        return
+    async with server.pool.connection() as conn:
+        playbook = await server.playbooks.get(conn, entry.catalog_id)
+        pool = placement.pool(playbook, playbook.steps[playbook.entry_step], server.orchestrator.kind_pools)
+        depth = await backlog.depth_at_least(conn, pool, bound)
+    if depth >= bound:
+        retry = server.settings.retry_after_seconds
+        raise HTTPException(
+            429,
+            f"pool '{pool}' has {depth} commands waiting (the bound is {bound}); retry in {retry} s",
+            headers={"Retry-After": str(retry)},
+        )
 
 
 async def _entry(server: ServerContext, body: ExecuteRequest) -> CatalogEntry:

@@ -1,7 +1,9 @@
 """The command queue over HTTP, for workers that cannot reach PostgreSQL directly.
 
 Claim, heartbeat and release are the store's queue operations, one transaction each; a remote
-worker reports results through ``POST /api/events``. ``GET /api/queue`` shows ready commands per pool.
+worker reports results through ``POST /api/events``. ``GET /api/queue`` shows the queue: ready
+commands per pool, and per pool, priority and concurrency key the ready and in-flight counts and the
+oldest ready command's wait (what ``noetl queue`` prints).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from noetl.server import views
 from noetl.server.context import Server
-from noetl.store import commands
+from noetl.store import backlog, commands
 
 router = APIRouter(prefix="/api", tags=["queue"])
 
@@ -25,6 +27,8 @@ class ClaimRequest(BaseModel):
     pools: list[str] = Field(default_factory=lambda: ["default"], min_length=1)
     limit: int = Field(default=1, ge=1, le=1000)
     lease_seconds: float = Field(default=60.0, gt=0, le=MAX_LEASE_SECONDS)
+    resources: dict[str, int] = Field(default_factory=dict)
+    """The worker's capacity for steps' ``spec.resources``."""
 
 
 class HeartbeatRequest(BaseModel):
@@ -41,7 +45,9 @@ class ReleaseRequest(BaseModel):
 @router.post("/commands/claim")
 async def claim(body: ClaimRequest, server: Server) -> dict[str, Any]:
     async with server.pool.connection() as conn, conn.transaction():
-        leases = await commands.claim(conn, body.worker_id, body.pools, body.limit, body.lease_seconds)
+        leases = await commands.claim(
+            conn, body.worker_id, body.pools, body.limit, body.lease_seconds, body.resources
+        )
     return {"commands": [views.lease(item) for item in leases]}
 
 
@@ -60,7 +66,8 @@ async def release(body: ReleaseRequest, server: Server) -> dict[str, int]:
 
 
 @router.get("/queue")
-async def depth(server: Server) -> dict[str, dict[str, int]]:
+async def depth(server: Server) -> dict[str, Any]:
     async with server.pool.connection() as conn:
         pools = await commands.depth(conn)
-    return {"pools": pools}
+        groups = await backlog.stats(conn)
+    return {"pools": pools, "groups": groups, "max_queue_depth": server.settings.max_queue_depth}

@@ -34,6 +34,11 @@ ENVIRONMENT = {
     "max_body_bytes": "NOETL_SERVER_MAX_BODY_BYTES",
     "log_level": "NOETL_LOG_LEVEL",
     "inline_results": "NOETL_INLINE_RESULTS",
+    "max_queue_depth": "NOETL_MAX_QUEUE_DEPTH",
+    "retry_after_seconds": "NOETL_RETRY_AFTER_SECONDS",
+    "scheduler_tick": "NOETL_SCHEDULER_TICK",
+    "priority_aging_seconds": "NOETL_PRIORITY_AGING_SECONDS",
+    "pools_by_kind": "NOETL_POOLS_BY_KIND",
 }
 
 
@@ -75,6 +80,18 @@ class ServerSettings:
     inline_results: int = 10_000
     """Loops with more items keep their per-iteration results in the event log only (DECISIONS 19);
     give workers the same value (``NOETL_INLINE_RESULTS`` is read by both)."""
+    max_queue_depth: int = 10_000
+    """Ready commands a pool may hold before ``POST /api/execute`` answers 429 (0: no bound)."""
+    retry_after_seconds: int = 2
+    """The ``Retry-After`` of a 429."""
+    schedule: bool = True
+    """Run the scheduler (leader-elected: one server at a time fires schedules and ages priorities)."""
+    scheduler_tick: float = 1.0
+    priority_aging_seconds: float = 30.0
+    """A ready command gains one priority step per this many seconds of waiting (0: no aging)."""
+    pools_by_kind: str = ""
+    """Default pool per tool kind for steps without ``spec.pool``, e.g. ``python=cpu,http=io``
+    (workers that decide need the same setting: NOETL_POOLS_BY_KIND)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServerSettings:
@@ -117,6 +134,10 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "reaper_interval": float,
     "poll_seconds": float,
     "data_dir": _path,
+    "max_queue_depth": int,
+    "retry_after_seconds": int,
+    "scheduler_tick": float,
+    "priority_aging_seconds": float,
     "encryption_key_file": _path,
     "require_token": _bool,
 }

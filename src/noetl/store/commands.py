@@ -13,7 +13,7 @@ statement, so a notification goes out exactly when its change commits, once per 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from psycopg.rows import class_row, tuple_row
@@ -37,6 +37,8 @@ def _columns(commands: Sequence[NewCommand]) -> dict[str, Any]:
         "priorities": [c.priority for c in commands],
         "max_attempts": [c.max_attempts for c in commands],
         "contexts": [jsonb.param(c.context) for c in commands],
+        "concurrency_keys": [c.concurrency_key for c in commands],
+        "needs": [None if c.needs is None else jsonb.param(c.needs) for c in commands],
     }
 
 
@@ -72,6 +74,8 @@ async def insert_leased(
             c.pool,
             c.priority,
             c.max_attempts,
+            c.concurrency_key,
+            c.needs,
         )
         for c in commands
     ]
@@ -79,9 +83,17 @@ async def insert_leased(
 
 @wrap
 async def claim(
-    conn: Connection, worker_id: str, pools: Sequence[str], limit: int, lease_seconds: float
+    conn: Connection,
+    worker_id: str,
+    pools: Sequence[str],
+    limit: int,
+    lease_seconds: float,
+    capacity: Mapping[str, int] | None = None,
 ) -> list[Lease]:
-    """Lease up to ``limit`` ready commands of ``pools``, highest priority then oldest first."""
+    """Lease up to ``limit`` ready commands of ``pools``: highest priority first, concurrency keys
+    taking turns within a priority, then oldest first. A command that needs resources gets leased
+    only if they fit: worker resources in ``capacity`` (less what this worker holds already), global
+    ones in their capacity; likewise its key limit and its playbook's execution limit."""
     if limit <= 0 or not pools:
         return []
     params = {
@@ -89,6 +101,7 @@ async def claim(
         "pools": list(pools),
         "limit": limit,
         "lease_seconds": float(lease_seconds),
+        "capacity": jsonb.param(dict(capacity or {})),
     }
     async with conn.cursor(row_factory=class_row(Lease)) as cur:
         await cur.execute(Q["claim"], params, prepare=True)

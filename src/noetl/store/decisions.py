@@ -127,6 +127,8 @@ async def write(
             "max_attempts": c.max_attempts,
             "context": c.context,
             "leased": c.command_id in leased,
+            "concurrency_key": c.concurrency_key,
+            "needs": c.needs,
         }
         for n, c in enumerate(commands)
     ]

@@ -62,6 +62,9 @@ class Lease:
     pool: str
     priority: int
     max_attempts: int = 3
+    concurrency_key: str | None = None
+    needs: dict[str, Any] | None = None
+    """What the claim checked (resources, key limit, gate); None for a plain command."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,15 @@ class NewCommand:
     pool: str = "default"
     priority: int = 0
     max_attempts: int = 3
+    concurrency_key: str | None = None
+    needs: dict[str, Any] | None = None
+    """What a claim must check first (``{resources, key_limit, gate, gate_limit}``, see migration
+    0002); None for a plain command. A command with needs is never leased without that check."""
+
+    @property
+    def constrained(self) -> bool:
+        """True when only the checked claim may lease it (never a reporting worker's own take)."""
+        return self.needs is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,8 @@ ENVIRONMENT: Final = {
     "encryption_key_file": "NOETL_ENCRYPTION_KEY_FILE",
     "decide": "NOETL_WORKER_DECIDE",
     "inline_results": "NOETL_INLINE_RESULTS",
+    "resources": "NOETL_WORKER_RESOURCES",
+    "pools_by_kind": "NOETL_POOLS_BY_KIND",
 }
 """Field name -> environment variable read by :meth:`WorkerSettings.from_env`."""
 
@@ -69,6 +71,12 @@ class WorkerSettings:
     ``False`` leaves every decision to the server."""
     inline_results: int = 10_000
     """The engine's inline limit for loop results (DECISIONS 19); the same value as the server's."""
+    resources: Mapping[str, int] = field(default_factory=dict)
+    """Capacity for steps' ``spec.resources`` (``gpu=2,memory_mb=16000``): a claim takes a command
+    only if what it needs fits in this less what the worker's running commands hold."""
+    pools_by_kind: str = ""
+    """Default pool per tool kind (``python=cpu,http=io``) for the commands this worker's decisions
+    queue: must match the server's NOETL_POOLS_BY_KIND."""
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -95,6 +103,11 @@ class WorkerSettings:
                 )
         if not self.name:
             object.__setattr__(self, "name", f"worker@{socket.gethostname()}")
+        if isinstance(self.resources, str):
+            object.__setattr__(self, "resources", parse_resources(self.resources))
+        for resource, amount in self.resources.items():
+            if amount < 0:
+                raise UsageError(f"resource {resource} must be 0 or more, got {amount}")
 
     @property
     def heartbeat_interval(self) -> float:
@@ -115,6 +128,22 @@ class WorkerSettings:
         return cls(**values)  # type: ignore[arg-type]
 
 
+def parse_resources(text: str) -> dict[str, int]:
+    """``"gpu=2,memory_mb=16000"`` as ``{"gpu": 2, "memory_mb": 16000}``; UsageError naming the bad part."""
+    found: dict[str, int] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, sep, amount = part.partition("=")
+        try:
+            if not sep or not name.strip():
+                raise ValueError(part)
+            found[name.strip()] = int(amount)
+        except ValueError:
+            raise UsageError(f"resources: {part!r} is not NAME=UNITS (e.g. gpu=2,memory_mb=16000)") from None
+    return found
+
+
 def _positive(name: str, value: float) -> None:
     if value <= 0:
         raise UsageError(f"{name} must be more than 0, got {value}")
@@ -125,6 +154,8 @@ def _convert(name: str, annotation: str, raw: str, variable: str) -> object:
     try:
         if name == "pools":
             return tuple(part.strip() for part in raw.split(",") if part.strip())
+        if name == "resources":
+            return parse_resources(raw)
         if annotation.startswith("bool"):
             value = raw.strip().lower()
             if value in ("1", "true", "yes", "on"):

@@ -42,6 +42,7 @@ from typing import Any, Final
 
 from noetl.engine.decide import Limits
 from noetl.errors import NoetlError
+from noetl.runtime import placement
 from noetl.runtime.orchestration import Orchestrator
 from noetl.store.ports import Lease
 from noetl.worker.children import Children
@@ -79,7 +80,9 @@ class Worker:
         self._claiming = 0  # slots the claim in flight may fill
         self._behind = False  # ready commands may be waiting that we had no slot for
         limits = Limits(inline_results=settings.inline_results)
-        self.orchestrator = Orchestrator(None, limits=limits)  # its pool is set once the database opens
+        kind_pools = placement.kind_pools(settings.pools_by_kind)
+        # its pool is set once the database opens
+        self.orchestrator = Orchestrator(None, limits=limits, kind_pools=kind_pools)
         self.reporter = Reporter(
             self.database,
             settings.worker_id,
@@ -146,7 +149,11 @@ class Worker:
         from noetl.store import workers
 
         settings = self.settings
-        meta = {"lease_seconds": settings.lease_seconds, "heartbeat_seconds": settings.heartbeat_interval}
+        meta = {
+            "lease_seconds": settings.lease_seconds,
+            "heartbeat_seconds": settings.heartbeat_interval,
+            "resources": dict(settings.resources),
+        }
         await workers.register(
             conn,
             settings.worker_id,
@@ -188,7 +195,9 @@ class Worker:
         from noetl.store import commands
 
         settings = self.settings
-        return await commands.claim(conn, self.worker_id, list(settings.pools), limit, settings.lease_seconds)
+        return await commands.claim(
+            conn, self.worker_id, list(settings.pools), limit, settings.lease_seconds, settings.resources
+        )
 
     async def _listen(self, stop: asyncio.Event) -> None:
         """Wake the claim loop on ``noetl_commands`` for one of our pools (and after each reconnect)."""

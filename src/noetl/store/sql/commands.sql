@@ -11,46 +11,28 @@
 -- name: insert
 WITH inserted AS (
     INSERT INTO noetl.command
-        (command_id, execution_id, catalog_id, step, idx, pool, priority, max_attempts, context)
-    SELECT c.command_id, c.execution_id, c.catalog_id, c.step, c.idx, c.pool, c.priority, c.max_attempts, c.context
+        (command_id, execution_id, catalog_id, step, idx, pool, priority, max_attempts, context,
+         concurrency_key, needs)
+    SELECT c.command_id, c.execution_id, c.catalog_id, c.step, c.idx, c.pool, c.priority, c.max_attempts, c.context,
+           c.concurrency_key, c.needs
     FROM unnest(%(command_ids)s::text[], %(execution_ids)s::bigint[], %(catalog_ids)s::bigint[],
                 %(steps)s::text[], %(idx)s::integer[], %(pools)s::text[], %(priorities)s::integer[],
-                %(max_attempts)s::integer[], %(contexts)s::json[])
+                %(max_attempts)s::integer[], %(contexts)s::json[], %(concurrency_keys)s::text[],
+                %(needs)s::jsonb[])
         WITH ORDINALITY AS c(command_id, execution_id, catalog_id, step, idx, pool, priority, max_attempts,
-                             context, n)
+                             context, concurrency_key, needs, n)
     ORDER BY c.n
     RETURNING pool
 )
 SELECT pg_notify('noetl_commands', pool) FROM (SELECT DISTINCT pool FROM inserted) AS p
 
 -- name: claim
--- The oldest highest-priority ready commands of the worker's pools; rows another claimer holds are
--- skipped, not waited for. One ordered scan of claim_idx per pool (a plain pool = ANY(...) would
--- read and sort every ready row of the pools), merged by priority then age; the picked ids then
--- go through the primary key (a join would let the planner scan the whole table).
-WITH picked AS (
-    SELECT ready.command_id
-    FROM unnest(%(pools)s::text[]) AS p(pool)
-    CROSS JOIN LATERAL (
-        SELECT command_id, priority, seq FROM noetl.command
-        WHERE status = 'ready' AND pool = p.pool AND available_at <= now()
-        ORDER BY priority DESC, seq
-        LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED
-    ) AS ready
-    ORDER BY ready.priority DESC, ready.seq
-    LIMIT %(limit)s
-), claimed AS (
-    UPDATE noetl.command
-    SET status = 'leased', worker_id = %(worker_id)s, attempt = attempt + 1,
-        lease_until = now() + make_interval(secs => %(lease_seconds)s), updated_at = now()
-    WHERE command_id = ANY(ARRAY(SELECT command_id FROM picked))
-      AND (SELECT set_config('synchronous_commit', 'off', true)) = 'off'
-    RETURNING command_id, execution_id, catalog_id, step, idx, attempt, context, pool, priority,
-              max_attempts, seq
-)
-SELECT command_id, execution_id, catalog_id, step, idx AS "index", attempt, context, pool, priority, max_attempts
-FROM claimed ORDER BY priority DESC, seq
+-- The checked claim (noetl.claim, migration 0002): highest priority first, keys taking turns
+-- within a priority, oldest first; resources, key limits and execution gates checked.
+SELECT command_id, execution_id, catalog_id, step, idx AS "index", attempt, context, pool, priority,
+       max_attempts, concurrency_key, needs
+FROM noetl.claim(%(worker_id)s, %(pools)s::text[], %(limit)s, %(lease_seconds)s::float8, %(capacity)s::jsonb)
+ORDER BY priority DESC, seq
 
 -- name: heartbeat
 -- Extends the leases the worker still holds; returns the ids it no longer holds.
@@ -109,14 +91,16 @@ SELECT pg_notify('noetl_results', id::text) FROM unnest(%(execution_ids)s::bigin
 -- claim round trip. A lease like any other: heartbeats extend it, the reaper returns it if it expires.
 INSERT INTO noetl.command
     (command_id, execution_id, catalog_id, step, idx, pool, priority, max_attempts, context,
-     status, worker_id, attempt, lease_until)
+     concurrency_key, needs, status, worker_id, attempt, lease_until)
 SELECT c.command_id, c.execution_id, c.catalog_id, c.step, c.idx, c.pool, c.priority, c.max_attempts,
-       c.context, 'leased', %(worker_id)s, 1, now() + make_interval(secs => %(lease_seconds)s)
+       c.context, c.concurrency_key, c.needs, 'leased', %(worker_id)s, 1,
+       now() + make_interval(secs => %(lease_seconds)s)
 FROM unnest(%(command_ids)s::text[], %(execution_ids)s::bigint[], %(catalog_ids)s::bigint[],
             %(steps)s::text[], %(idx)s::integer[], %(pools)s::text[], %(priorities)s::integer[],
-            %(max_attempts)s::integer[], %(contexts)s::json[])
+            %(max_attempts)s::integer[], %(contexts)s::json[], %(concurrency_keys)s::text[],
+            %(needs)s::jsonb[])
     WITH ORDINALITY AS c(command_id, execution_id, catalog_id, step, idx, pool, priority, max_attempts,
-                         context, n)
+                         context, concurrency_key, needs, n)
 ORDER BY c.n
 
 -- name: release

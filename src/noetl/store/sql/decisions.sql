@@ -14,16 +14,17 @@ WITH appended AS (
 ), enqueued AS (
     INSERT INTO noetl.command
         (command_id, execution_id, catalog_id, step, idx, pool, priority, max_attempts, context,
-         status, worker_id, attempt, lease_until)
+         concurrency_key, needs, status, worker_id, attempt, lease_until)
     SELECT c.command_id, %(execution_id)s, c.catalog_id, c.step, c.idx, c.pool, c.priority, c.max_attempts,
-           c.context,
+           c.context, c.concurrency_key, c.needs,
            CASE WHEN c.leased THEN 'leased' ELSE 'ready' END,
            CASE WHEN c.leased THEN %(worker_id)s::text END,
            CASE WHEN c.leased THEN 1 ELSE 0 END,
            CASE WHEN c.leased THEN now() + make_interval(secs => %(lease_seconds)s::float8) END
     FROM json_to_recordset(%(commands)s::json)
         AS c(n integer, command_id text, catalog_id bigint, step text, idx integer, pool text,
-             priority integer, max_attempts integer, context json, leased boolean)
+             priority integer, max_attempts integer, context json, leased boolean,
+             concurrency_key text, needs jsonb)
     ORDER BY c.n
     RETURNING pool, status
 ), recorded AS (

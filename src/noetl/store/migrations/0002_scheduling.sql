@@ -1,0 +1,262 @@
+-- 0002: scheduling - constrained commands (resources, concurrency keys, execution limits), global
+-- resources, execution admission, schedules and webhook triggers, and the checked claim.
+
+-- A command's concurrency key (rendered from the step's spec.concurrency_key); claims share workers
+-- fairly between keys.
+ALTER TABLE noetl.command ADD COLUMN concurrency_key text;
+-- What a claim must check before leasing the command; NULL for the plain commands (the fast path):
+-- {"resources": {name: amount}, "key_limit": n, "gate": playbook path, "gate_limit": n}.
+ALTER TABLE noetl.command ADD COLUMN needs jsonb;
+
+-- The ready constrained commands (every keyed one is): a claim finds every key, however deep in
+-- the queue, and knows at once whether a pool holds any (if not, it takes the plain fast path).
+CREATE INDEX command_key_idx ON noetl.command (pool, concurrency_key, priority DESC, seq)
+    WHERE status = 'ready' AND needs IS NOT NULL;
+-- Leased constrained commands: what resources, keys and gates hold right now.
+CREATE INDEX command_held_idx ON noetl.command (concurrency_key)
+    WHERE status = 'leased' AND needs IS NOT NULL;
+
+-- Named global resources: at most `capacity` units held by leased commands across all workers.
+CREATE TABLE noetl.global_resource (
+    name text PRIMARY KEY,
+    capacity integer NOT NULL CHECK (capacity >= 0),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Executions admitted under their playbook's executor.spec.max_concurrent_executions (the gate is
+-- the playbook path); an execution is admitted when the first of its commands is claimed.
+CREATE TABLE noetl.admission (
+    execution_id bigint PRIMARY KEY,
+    gate text NOT NULL,
+    admitted_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX admission_gate_idx ON noetl.admission (gate);
+
+-- Schedules: start an execution of `path` on a cron expression or every `interval_seconds`.
+CREATE TABLE noetl.schedule (
+    name text PRIMARY KEY,
+    path text NOT NULL,
+    cron text,
+    interval_seconds double precision CHECK (interval_seconds > 0),
+    timezone text NOT NULL DEFAULT 'UTC',
+    payload jsonb NOT NULL DEFAULT '{}',
+    misfire text NOT NULL DEFAULT 'run_once' CHECK (misfire IN ('skip', 'run_once', 'catch_up')),
+    catch_up_limit integer NOT NULL DEFAULT 10 CHECK (catch_up_limit > 0),
+    paused boolean NOT NULL DEFAULT false,
+    next_run_at timestamptz NOT NULL,
+    last_run_at timestamptz,
+    last_execution_id bigint,
+    runs integer NOT NULL DEFAULT 0,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    CHECK ((cron IS NULL) <> (interval_seconds IS NULL))
+);
+CREATE INDEX schedule_due_idx ON noetl.schedule (next_run_at) WHERE NOT paused;
+
+-- Webhook triggers: POST /api/triggers/{name} signed with HMAC-SHA256 of the body under the secret
+-- (stored encrypted like credentials) starts an execution of `path` with the body as payload.
+CREATE TABLE noetl.trigger (
+    name text PRIMARY KEY,
+    path text NOT NULL,
+    secret_encrypted bytea NOT NULL,
+    enabled boolean NOT NULL DEFAULT true,
+    fired integer NOT NULL DEFAULT 0,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- The checked claim: up to p_limit ready commands of the worker's pools, leased to p_worker.
+-- When the pools hold no constrained command (the usual case) it is the plain ordered scan.
+-- Candidates are the head of each pool's queue (locked as scanned, SKIP LOCKED) plus the head of
+-- each concurrency key's queue and, in pools where keys queue, the head of the commands without a
+-- key (these locked one by one when their turn comes).
+-- They are taken in priority order; within a priority, keys take turns (a key's turn counts the
+-- commands it already has in flight, so the key with the fewest goes first), then oldest first.
+-- A plain command (needs IS NULL) is taken as it comes. A constrained one is checked under one
+-- transaction-level advisory lock, so that concurrent claimers cannot both take the last unit:
+-- its worker resources must fit p_capacity less what this worker holds, its global resources
+-- their capacity less what all leased commands hold, its key fewer than key_limit in flight, and
+-- its execution must be admitted (or admissible) under its gate.
+CREATE FUNCTION noetl.claim(p_worker text, p_pools text[], p_limit integer, p_lease double precision,
+                            p_capacity jsonb)
+RETURNS SETOF noetl.command
+LANGUAGE plpgsql AS $$
+DECLARE
+    cand record;
+    taken text[] := '{}';
+    locked boolean := false;
+    held jsonb := '{}';     -- resource name -> units held (this worker's local ones, all global ones)
+    keys jsonb := '{}';     -- concurrency key -> commands in flight
+    gates jsonb := '{}';    -- gate -> admitted executions still running
+    admitted bigint[] := '{}';
+    res record;
+    fits boolean;
+    global_cap integer;
+    amount integer;
+    v_gate text;
+BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
+    IF p_limit <= 0 THEN
+        RETURN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM noetl.command AS c
+                   WHERE c.status = 'ready' AND c.needs IS NOT NULL AND c.pool = ANY(p_pools)) THEN
+        -- the plain fast path: nothing to check, no keys to rotate - one ordered scan per pool
+        RETURN QUERY
+        WITH picked AS (
+            SELECT r.command_id FROM unnest(p_pools) AS p(pool)
+            CROSS JOIN LATERAL (
+                SELECT c.command_id, c.priority, c.seq FROM noetl.command AS c
+                WHERE c.status = 'ready' AND c.pool = p.pool AND c.available_at <= now()
+                  AND c.needs IS NULL  -- one queued since the check above waits for the next claim
+                ORDER BY c.priority DESC, c.seq
+                LIMIT p_limit
+                FOR UPDATE SKIP LOCKED
+            ) AS r
+            ORDER BY r.priority DESC, r.seq
+            LIMIT p_limit
+        )
+        UPDATE noetl.command AS c
+        SET status = 'leased', worker_id = p_worker, attempt = c.attempt + 1,
+            lease_until = now() + make_interval(secs => p_lease), updated_at = now()
+        WHERE c.command_id = ANY(ARRAY(SELECT command_id FROM picked))
+        RETURNING c.*;
+        RETURN;
+    END IF;
+    FOR cand IN
+        WITH RECURSIVE key_heads(pool, k) AS (
+            SELECT p.pool, (SELECT c.concurrency_key FROM noetl.command AS c
+                            WHERE c.status = 'ready' AND c.needs IS NOT NULL AND c.concurrency_key IS NOT NULL
+                              AND c.pool = p.pool
+                            ORDER BY c.concurrency_key LIMIT 1)
+            FROM unnest(p_pools) AS p(pool)
+            UNION ALL
+            SELECT h.pool, (SELECT c.concurrency_key FROM noetl.command AS c
+                            WHERE c.status = 'ready' AND c.needs IS NOT NULL AND c.concurrency_key IS NOT NULL
+                              AND c.pool = h.pool
+                              AND c.concurrency_key > h.k
+                            ORDER BY c.concurrency_key LIMIT 1)
+            FROM key_heads AS h WHERE h.k IS NOT NULL
+        ), heads AS (
+            SELECT r.* FROM unnest(p_pools) AS p(pool)
+            CROSS JOIN LATERAL (
+                SELECT c.command_id, c.execution_id, c.priority, c.seq, c.concurrency_key, c.needs,
+                       true AS locked
+                FROM noetl.command AS c
+                WHERE c.status = 'ready' AND c.pool = p.pool AND c.available_at <= now()
+                ORDER BY c.priority DESC, c.seq
+                LIMIT p_limit
+                FOR UPDATE SKIP LOCKED
+            ) AS r
+            UNION ALL
+            SELECT r.* FROM (SELECT * FROM key_heads WHERE k IS NOT NULL LIMIT 256) AS h
+            CROSS JOIN LATERAL (
+                SELECT c.command_id, c.execution_id, c.priority, c.seq, c.concurrency_key, c.needs,
+                       false AS locked
+                FROM noetl.command AS c
+                WHERE c.status = 'ready' AND c.needs IS NOT NULL AND c.pool = h.pool AND c.concurrency_key = h.k
+                  AND c.available_at <= now()
+                ORDER BY c.priority DESC, c.seq
+                LIMIT p_limit
+            ) AS r
+            UNION ALL
+            -- where keys queue, the commands without a key take turns as one more key
+            SELECT r.* FROM (SELECT DISTINCT pool FROM key_heads WHERE k IS NOT NULL) AS h
+            CROSS JOIN LATERAL (
+                SELECT c.command_id, c.execution_id, c.priority, c.seq, c.concurrency_key, c.needs,
+                       false AS locked
+                FROM noetl.command AS c
+                WHERE c.status = 'ready' AND c.pool = h.pool AND c.concurrency_key IS NULL
+                  AND c.available_at <= now()
+                ORDER BY c.priority DESC, c.seq
+                LIMIT p_limit
+            ) AS r
+        ), distinct_heads AS (
+            SELECT DISTINCT ON (command_id) * FROM heads ORDER BY command_id, locked DESC
+        ), flying AS (
+            SELECT f.k, (SELECT count(*) FROM noetl.command AS c
+                         WHERE c.status = 'leased' AND c.needs IS NOT NULL AND c.concurrency_key = f.k) AS n
+            FROM (SELECT DISTINCT concurrency_key AS k FROM distinct_heads
+                  WHERE concurrency_key IS NOT NULL) AS f
+        )
+        SELECT d.*, coalesce(f.n, 0) + row_number() OVER (
+                   PARTITION BY d.concurrency_key ORDER BY d.priority DESC, d.seq) AS turn
+        FROM distinct_heads AS d LEFT JOIN flying AS f ON f.k = d.concurrency_key
+        ORDER BY d.priority DESC, turn, d.seq
+    LOOP
+        EXIT WHEN cardinality(taken) >= p_limit;
+        IF NOT cand.locked THEN  -- a key's head found past the pool's head: lock it now, or skip it
+            PERFORM 1 FROM noetl.command
+            WHERE command_id = cand.command_id AND status = 'ready' FOR UPDATE SKIP LOCKED;
+            CONTINUE WHEN NOT FOUND;
+        END IF;
+        IF cand.needs IS NOT NULL THEN
+            IF NOT locked THEN
+                PERFORM pg_advisory_xact_lock(hashtext('noetl.claim.constrained'));
+                locked := true;
+            END IF;
+            fits := true;
+            -- resources: global ones against their capacity, the others against this worker's
+            FOR res IN SELECT key AS name, value::integer AS want
+                       FROM jsonb_each_text(coalesce(cand.needs -> 'resources', '{}')) LOOP
+                SELECT capacity INTO global_cap FROM noetl.global_resource WHERE name = res.name;
+                IF NOT held ? res.name THEN
+                    SELECT coalesce(sum((c.needs -> 'resources' ->> res.name)::integer), 0) INTO amount
+                    FROM noetl.command AS c
+                    WHERE c.status = 'leased' AND c.needs IS NOT NULL AND c.needs -> 'resources' ? res.name
+                      AND (global_cap IS NOT NULL OR c.worker_id = p_worker);
+                    held := held || jsonb_build_object(res.name, amount);
+                END IF;
+                IF (held ->> res.name)::integer + res.want
+                   > coalesce(global_cap, (p_capacity ->> res.name)::integer, 0) THEN
+                    fits := false;
+                END IF;
+            END LOOP;
+            -- concurrency key limit
+            IF fits AND cand.needs ? 'key_limit' AND cand.concurrency_key IS NOT NULL THEN
+                IF NOT keys ? cand.concurrency_key THEN
+                    keys := keys || jsonb_build_object(cand.concurrency_key, (
+                        SELECT count(*) FROM noetl.command AS c
+                        WHERE c.status = 'leased' AND c.needs IS NOT NULL
+                          AND c.concurrency_key = cand.concurrency_key));
+                END IF;
+                IF (keys ->> cand.concurrency_key)::integer >= (cand.needs ->> 'key_limit')::integer THEN
+                    fits := false;
+                END IF;
+            END IF;
+            -- execution admission under the playbook's max_concurrent_executions
+            v_gate := cand.needs ->> 'gate';
+            IF fits AND v_gate IS NOT NULL AND NOT cand.execution_id = ANY(admitted)
+               AND NOT EXISTS (SELECT 1 FROM noetl.admission WHERE execution_id = cand.execution_id) THEN
+                IF NOT gates ? v_gate THEN
+                    gates := gates || jsonb_build_object(v_gate, (
+                        SELECT count(*) FROM noetl.admission AS a JOIN noetl.execution AS e USING (execution_id)
+                        WHERE a.gate = v_gate AND e.status = 'RUNNING'));
+                END IF;
+                IF (gates ->> v_gate)::integer >= (cand.needs ->> 'gate_limit')::integer THEN
+                    fits := false;
+                ELSE
+                    INSERT INTO noetl.admission (execution_id, gate) VALUES (cand.execution_id, v_gate)
+                    ON CONFLICT DO NOTHING;
+                    admitted := admitted || cand.execution_id;
+                    gates := jsonb_set(gates, ARRAY[v_gate], to_jsonb((gates ->> v_gate)::integer + 1));
+                END IF;
+            END IF;
+            CONTINUE WHEN NOT fits;
+            FOR res IN SELECT key AS name, value::integer AS want
+                       FROM jsonb_each_text(coalesce(cand.needs -> 'resources', '{}')) LOOP
+                held := jsonb_set(held, ARRAY[res.name], to_jsonb((held ->> res.name)::integer + res.want));
+            END LOOP;
+            IF cand.concurrency_key IS NOT NULL AND keys ? cand.concurrency_key THEN
+                keys := jsonb_set(keys, ARRAY[cand.concurrency_key],
+                                  to_jsonb((keys ->> cand.concurrency_key)::integer + 1));
+            END IF;
+        END IF;
+        taken := taken || cand.command_id;
+    END LOOP;
+    RETURN QUERY
+    UPDATE noetl.command
+    SET status = 'leased', worker_id = p_worker, attempt = attempt + 1,
+        lease_until = now() + make_interval(secs => p_lease), updated_at = now()
+    WHERE command_id = ANY(taken)
+    RETURNING *;
+END
+$$;
