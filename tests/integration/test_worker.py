@@ -535,7 +535,18 @@ def test_settings_come_from_the_environment_and_are_checked() -> None:
     assert settings.heartbeat_interval == 3.0
     assert settings.worker_id != WorkerSettings.from_env(env).worker_id
     assert WorkerSettings("postgresql://db", pools=("a,b", " c", "a")).pools == ("a", "b", "c")
+    assert (settings.decide, settings.inline_results, settings.python_spin_seconds) == (True, 10_000, 0.0)
+    tuned = {
+        **env,
+        "NOETL_WORKER_DECIDE": "false",
+        "NOETL_INLINE_RESULTS": "50",
+        "NOETL_WORKER_PYTHON_SPIN_SECONDS": "0.0002",
+    }
+    again = WorkerSettings.from_env(tuned)
+    assert (again.decide, again.inline_results, again.python_spin_seconds) == (False, 50, 0.0002)
     for bad, reason in (
+        ({**env, "NOETL_WORKER_DECIDE": "perhaps"}, "NOETL_WORKER_DECIDE"),
+        ({**env, "NOETL_WORKER_PYTHON_SPIN_SECONDS": "-1"}, "python_spin_seconds"),
         ({**env, "NOETL_WORKER_CONCURRENCY": "many"}, "NOETL_WORKER_CONCURRENCY"),
         ({**env, "NOETL_WORKER_HEARTBEAT_SECONDS": "9"}, "shorter than lease_seconds"),
         ({**env, "NOETL_WORKER_POOLS": " , "}, "at least one pool"),

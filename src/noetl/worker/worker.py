@@ -93,7 +93,7 @@ class Worker:
             budget=self._budget,
             started=self._started,
         )
-        self.python_pool = PythonPool(size=settings.python_workers)
+        self.python_pool = PythonPool(size=settings.python_workers, spin_seconds=settings.python_spin_seconds)
         self.extras: dict[str, Any] = {}
         self.runner = CommandRunner(
             Playbooks(self.database),
