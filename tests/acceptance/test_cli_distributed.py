@@ -598,3 +598,67 @@ def test_results_keep_their_key_order_on_both_runtimes(cluster: Cluster) -> None
         keys[runtime] = (list(final), list(final["ccc"]), list(final["ccc"]["y"][0]), list(final["w"]))
     assert keys["local"] == (["b", "a", "ccc", "w"], ["z", "y"], ["q", "p"], ["zeta", "alpha", "mid"])
     assert keys["distributed"] == keys["local"]
+
+
+def test_a_step_no_live_worker_can_take_is_reported_not_silently_waited_for(cluster: Cluster) -> None:
+    """The module's workers serve pool 'default' with no resources: a step for pool 'gpu', and one
+    needing a worker resource nobody offers, are stalls - `noetl status` says why, and
+    `noetl run --runtime distributed` warns while it waits."""
+    text = playbook(
+        "acceptance/stalled",
+        """
+        workflow:
+          - step: start
+            spec: {pool: gpu}
+            tool: {kind: noop}
+        """,
+    )
+    file = cluster.write("run/stalled.yaml", text)
+    env = {**os.environ, **cluster.env}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "noetl", "run", str(file), "--runtime", "distributed", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=cluster.root,
+    )
+    try:
+        assert proc.stderr is not None
+        warning = ""
+        lines: list[str] = []
+        while "is waiting" not in warning:
+            line = proc.stderr.readline()
+            assert line, f"the run ended without a warning; stderr:\n{''.join(lines)}"
+            lines.append(line)
+            warning = line if "is waiting" in line else ""
+        assert "step 'start'" in warning and "no live worker serves pool 'gpu'" in warning
+        executions = json.loads(cluster.ok("executions", "list", "--json"))
+        [running] = [e for e in executions if e["path"] == "acceptance/stalled" and e["status"] == "RUNNING"]
+        shown = cluster.ok("status", running["execution_id"])
+        assert "waiting: step 'start'" in shown and "noetl worker start --pool gpu" in shown
+    finally:
+        proc.send_signal(signal.SIGINT)  # cancels the execution, then exits
+        proc.communicate(timeout=60)
+    assert proc.returncode == 1
+
+    needs = playbook(
+        "acceptance/stalled_resource",
+        """
+        workflow:
+          - step: start
+            spec: {resources: {tpu: 1}}
+            tool: {kind: noop}
+        """,
+    )
+    cluster.ok("catalog", "register", str(cluster.write("run/stalled_resource.yaml", needs)))
+    execution_id = cluster.ok("exec", "acceptance/stalled_resource").strip().split()[-1]
+
+    def stalled() -> list[dict[str, object]]:
+        found: list[dict[str, object]] = json.loads(cluster.ok("status", execution_id, "--json"))["stalled"]
+        return found
+
+    [item] = wait_until(stalled, "the resource stall to be reported", DEADLINE)
+    assert item["step"] == "start" and item["pool"] == "default"
+    assert "needs tpu=1" in str(item["reasons"]) and "noetl resource set tpu N" in str(item["reasons"])
+    cluster.ok("cancel", execution_id)

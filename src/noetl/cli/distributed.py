@@ -216,11 +216,12 @@ def wait(client: Client, execution_id: str, on_event: Callable[[JSONObject], Non
     log: list[JSONObject] = []
     cancelling = False
     outage = Outage()
+    stalls = StallWarnings(client, execution_id)
     with _sigterm_interrupts():
         while True:
             try:
                 since = int(log[-1]["event_id"]) if log else 0
-                for event in remote.follow_events(client, execution_id, since):
+                for event in remote.follow_events(client, execution_id, since, on_idle=stalls.check):
                     log.append(event)
                     outage.over()
                     on_event(event)
@@ -237,6 +238,28 @@ def wait(client: Client, execution_id: str, on_event: Callable[[JSONObject], Non
                 remote.request_cancel(client, execution_id, CANCEL_REASON)
             except (ServerUnreachable, ApiError) as exc:
                 outage.wait(exc, execution_id)
+
+
+class StallWarnings:
+    """While an execution is quiet: ask the server whether a step waits for a worker that no live
+    worker can be (no worker serves its pool, or none has its resources), and say so once."""
+
+    def __init__(self, client: Client, execution_id: str) -> None:
+        self.client = client
+        self.execution_id = execution_id
+        self.said: set[tuple[str, str]] = set()
+
+    def check(self) -> None:
+        try:
+            found = self.client.status(self.execution_id).get("stalled") or []
+        except NoetlError:
+            return  # the follow loop reports a server that went away
+        for item in found:
+            for reason in item.get("reasons") or ():
+                key = (str(item.get("step")), str(reason))
+                if key not in self.said:
+                    self.said.add(key)
+                    print(f"warning: step '{key[0]}' is waiting: {reason}", file=sys.stderr, flush=True)
 
 
 class Outage:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -106,6 +106,10 @@ def status(client: Client, execution_id: str, as_json: bool) -> None:
         f"  steps: {counts['completed']} completed, {counts['running']} running, {counts['failed']} failed, "
         f"of {counts['total']}"
     )
+    for stalled in found.get("stalled") or ():
+        for reason in stalled.get("reasons") or ():
+            waited = stalled.get("waiting_seconds")
+            click.echo(f"  waiting: step '{stalled.get('step')}' ({waited} s): {reason}")
     if found.get("error"):
         click.echo(f"  error: {json.dumps(found['error'], default=str)}")
     if found.get("result") is not None:
@@ -178,11 +182,20 @@ def read_events(client: Client, execution_id: str, since: int = 0) -> Iterator[J
             return
 
 
-def follow_events(client: Client, execution_id: str, since: int = 0) -> Iterator[JSONObject]:
+def follow_events(
+    client: Client,
+    execution_id: str,
+    since: int = 0,
+    *,
+    on_idle: Callable[[], None] | None = None,
+    idle_seconds: float = 3.0,
+) -> Iterator[JSONObject]:
     """Events as they are appended, up to and including the execution's terminal event.
 
-    Polls with a short backoff (20 ms growing to 500 ms while nothing new arrives)."""
+    Polls with a short backoff (20 ms growing to 500 ms while nothing new arrives); ``on_idle`` is
+    called after every ``idle_seconds`` without a new event (e.g. to say why the execution waits)."""
     delay = FIRST_POLL_SECONDS
+    quiet_since = time.monotonic()
     while True:
         page = client.events(execution_id, since=since, limit=PAGE_SIZE)
         for event in page["events"]:
@@ -192,7 +205,11 @@ def follow_events(client: Client, execution_id: str, since: int = 0) -> Iterator
         since = int(page["next_since_event_id"])
         if page["events"]:
             delay = FIRST_POLL_SECONDS
+            quiet_since = time.monotonic()
             continue
+        if on_idle is not None and time.monotonic() - quiet_since >= idle_seconds:
+            on_idle()
+            quiet_since = time.monotonic()
         time.sleep(delay)
         delay = min(delay * 1.5, MAX_POLL_SECONDS)
 

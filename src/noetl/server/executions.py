@@ -120,6 +120,7 @@ async def status(execution_id: int, server: Server) -> dict[str, Any]:
         log = await events.read(conn, execution_id)
         playbook = await server.playbooks.get(conn, row.catalog_id) if row.catalog_id is not None else None
         result = await results.hydrate_stored(conn, row.result)
+        stalled = await _stalled(conn, execution_id) if row.status == "RUNNING" else []
     state = await asyncio.to_thread(st.fold, log)
     total = len(playbook.workflow) if playbook is not None else len(state.steps)
     return {
@@ -132,6 +133,7 @@ async def status(execution_id: int, server: Server) -> dict[str, Any]:
         "progress": {"total_steps": total, **step_counts(state)},
         "result": result,
         "error": row.error,
+        "stalled": stalled,
         # The Python reference server's fields, read by older clients (REFERENCE §7).
         "completed_steps": list(state.executed),
         "completion_inferred": False,
@@ -140,6 +142,37 @@ async def status(execution_id: int, server: Server) -> dict[str, Any]:
         "end_time": views.timestamp(row.completed_at),
         "duration_seconds": _duration(row),
     }
+
+
+STALL_SECONDS = 2.0
+"""A ready command waiting this long is checked for a stall (no live worker could ever take it)."""
+
+
+async def _stalled(conn: Connection, execution_id: int) -> list[dict[str, Any]]:
+    """Ready commands of the execution that no live worker can take, and why (``runtime.stalls``)."""
+    from noetl.runtime import stalls
+    from noetl.server.workers import STALE_AFTER_SECONDS
+    from noetl.store import commands, resources, workers
+
+    waiting = await commands.waiting(conn, execution_id, STALL_SECONDS)
+    if not waiting:
+        return []
+    live = [w for w in await workers.list(conn) if (w.get("heartbeat_age") or 0) <= STALE_AFTER_SECONDS]
+    global_names = {r["name"] for r in await resources.list(conn)}
+    found = []
+    for command in waiting:
+        why = stalls.reasons(command["pool"], command["needs"], live, global_names)
+        if why:
+            found.append(
+                {
+                    "command_id": command["command_id"],
+                    "step": command["step"],
+                    "pool": command["pool"],
+                    "waiting_seconds": round(float(command["waited"]), 1),
+                    "reasons": why,
+                }
+            )
+    return found
 
 
 @router.post("/{execution_id}/cancel")

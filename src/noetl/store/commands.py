@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from psycopg.rows import class_row, tuple_row
+from psycopg.rows import class_row, dict_row, tuple_row
 
 from noetl.store import jsonb, queries
 from noetl.store.db import Connection
@@ -291,3 +291,11 @@ async def depth(conn: Connection) -> dict[str, int]:
     async with conn.cursor(row_factory=tuple_row) as cur:
         await cur.execute(Q["depth"])
         return {pool: int(n) for pool, n in await cur.fetchall()}
+
+
+@wrap
+async def waiting(conn: Connection, execution_id: int, seconds: float) -> list[dict[str, Any]]:
+    """Up to 20 ready commands of the execution that have waited ``seconds`` or more, oldest first."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(Q["waiting"], {"execution_id": execution_id, "seconds": float(seconds)})
+        return await cur.fetchall()

@@ -183,3 +183,12 @@ SELECT command_id FROM cancelled ORDER BY seq
 
 -- name: depth
 SELECT pool, count(*) FROM noetl.command WHERE status = 'ready' GROUP BY pool ORDER BY pool
+
+-- name: waiting
+-- Ready commands of one execution that have waited at least %(seconds)s seconds (for stall reports).
+SELECT command_id, step, pool, needs, extract(epoch FROM now() - created_at)::float8 AS waited
+FROM noetl.command
+WHERE execution_id = %(execution_id)s AND status = 'ready' AND available_at <= now()
+  AND created_at < now() - make_interval(secs => %(seconds)s)
+ORDER BY seq
+LIMIT 20
