@@ -632,18 +632,22 @@ def credential_delete(name: str, server_url: str, as_json: bool) -> None:
         remote.delete_credential(api, name, as_json)
 
 
+# Commands defined in modules of their own: access control (`noetl token`, `noetl gateway`,
+# `noetl credential add | rotate-key | new-key`), `noetl migrate`, and scheduling (`noetl schedule`,
+# `noetl trigger`, `noetl resource`, `noetl queue`).
+from noetl.cli import auth as _auth  # noqa: E402
+from noetl.cli import migrate as _migrate  # noqa: E402
+from noetl.cli import schedule as _scheduling  # noqa: E402
+
+_auth.register(cli, credential)
+cli.add_command(_migrate.migrate)
+for _command in (_scheduling.schedule, _scheduling.trigger, _scheduling.resource, _scheduling.queue):
+    cli.add_command(_command)
+
+
 def main() -> None:
     cli(prog_name="noetl")
 
 
-# Access control: `noetl token`, `noetl gateway`, `noetl credential add | rotate-key | new-key`.
-from noetl.cli import auth as _auth  # noqa: E402
-
-_auth.register(cli, credential)
-
 if __name__ == "__main__":
     main()
-cli.add_command(__import__("noetl.cli.migrate", fromlist=["migrate"]).migrate)
-_scheduling = __import__("noetl.cli.schedule", fromlist=["schedule"])
-for _command in (_scheduling.schedule, _scheduling.trigger, _scheduling.resource, _scheduling.queue):
-    cli.add_command(_command)

@@ -106,6 +106,7 @@ def playbook(root: JSON, rw: Rewriter) -> JSON:
     doc = rw.copy(root)
     _api_version(doc, rw)
     _kind(doc, rw)
+    _catalog_path(doc, rw)
     _root_vars(doc, rw)
     doc_workflow = doc.get("workflow")
     rw.names = _names(doc, doc_workflow)
@@ -159,6 +160,21 @@ def _api_version(doc: _Map, rw: Rewriter) -> None:
     if version in LEGACY_API_VERSIONS:
         rw.legacy(f"apiVersion '{version}'", "'noetl.io/v2'", doc, "apiVersion")
         doc["apiVersion"] = "noetl.io/v2"
+
+
+def _catalog_path(doc: _Map, rw: Rewriter) -> None:
+    """Upstream accepted ``metadata.path: /team/etl``; catalog paths are relative names here."""
+    metadata = doc.get("metadata")
+    if not isinstance(metadata, dict):
+        return
+    key = "path" if metadata.get("path") else "name"
+    value = metadata.get(key)
+    if isinstance(value, str) and value.startswith("/") and value.lstrip("/"):
+        relative = value.lstrip("/")
+        rw.legacy(f"metadata.{key} '{value}' (a leading '/')", f"'{relative}'", metadata, key)
+        new = rw.copy(metadata)
+        new[key] = relative
+        doc["metadata"] = new
 
 
 def _kind(doc: _Map, rw: Rewriter) -> None:

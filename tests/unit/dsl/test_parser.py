@@ -1063,7 +1063,7 @@ def test_any_value_anywhere_gives_a_playbook_error_or_a_playbook(replacement: ob
     [
         ("path", "../secrets/x"),
         ("path", "a/../b"),
-        ("path", "/etc/passwd"),
+        ("path", "/../etc/passwd"),
         ("path", "a//b"),
         ("path", "a\\\\b"),
         ("name", "../up"),
@@ -1082,3 +1082,14 @@ def test_catalog_paths_must_be_relative_names(field: str, value: str) -> None:
 def test_a_nested_relative_catalog_path_is_fine() -> None:
     text = "apiVersion: noetl.io/v2\nkind: Playbook\nmetadata: {name: x, path: team/etl/daily-v2}\n"
     assert parse(text + "workflow:\n  - step: start\n    tool: {kind: noop}\n").path == "team/etl/daily-v2"
+
+
+def test_a_leading_slash_in_the_catalog_path_is_a_legacy_rewrite() -> None:
+    """Upstream accepted ``path: /vars_test/api_test``; it becomes the relative name, with a warning."""
+    text = "apiVersion: noetl.io/v2\nkind: Playbook\nmetadata: {name: x, path: /team/etl}\n"
+    text += "workflow:\n  - step: start\n    tool: {kind: noop}\n"
+    found = parse(text)
+    assert found.path == "team/etl"
+    assert any("leading '/'" in w and "'team/etl'" in w for w in found.warnings)
+    exc = error(text, strict=True)
+    assert "legacy" in exc.message and exc.location is not None and exc.location.line == 3
