@@ -635,10 +635,13 @@ def credential_delete(name: str, server_url: str, as_json: bool) -> None:
 # Commands defined in modules of their own: access control (`noetl token`, `noetl gateway`,
 # `noetl credential add | rotate-key | new-key`), `noetl migrate`, and scheduling (`noetl schedule`,
 # `noetl trigger`, `noetl resource`, `noetl queue`).
+import importlib  # noqa: E402
+
 from noetl.cli import auth as _auth  # noqa: E402
 from noetl.cli import migrate as _migrate  # noqa: E402
-from noetl.cli import schedule as _scheduling  # noqa: E402
 
+# noetl.cli.schedule imports this module's shared options, so it is loaded once `cli` exists.
+_scheduling = importlib.import_module("noetl.cli.schedule")
 _auth.register(cli, credential)
 cli.add_command(_migrate.migrate)
 for _command in (_scheduling.schedule, _scheduling.trigger, _scheduling.resource, _scheduling.queue):

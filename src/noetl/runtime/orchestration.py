@@ -104,6 +104,10 @@ class Orchestrator:
         self._playbooks: OrderedDict[int, Playbook] = OrderedDict()
         self._cache_size = catalog_cache_size
         self._states: OrderedDict[int, State] = OrderedDict()
+        self.passes = 0
+        """Passes this process ran (``run_pass`` batches; reported by the server's ``/metrics``)."""
+        self.recorded = 0
+        """Outcomes those passes recorded."""
         self.busy: set[int] = set()
         """Executions a pass was asked for but found locked by another pass (retried by ``serve``)."""
 
@@ -175,6 +179,8 @@ class Orchestrator:
             done = 0
             for start in range(0, len(todo), BATCH):
                 done += await self._pass_batch(conn, todo[start : start + BATCH])
+                self.passes += 1
+            self.recorded += done
             return done
 
     async def _pass_batch(self, conn: Any, batch: list[int]) -> int:

@@ -29,6 +29,7 @@ from noetl.server import (
     execute,
     executions,
     health,
+    metrics,
     problems,
     queue,
     reaper,
@@ -58,6 +59,7 @@ ROUTERS = (
     replay.router,
     schedules.router,
     triggers.router,
+    metrics.router,
 )
 
 

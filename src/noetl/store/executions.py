@@ -181,3 +181,12 @@ async def with_pending_work(conn: Connection, limit: int = 100) -> builtins.list
     async with conn.cursor(row_factory=tuple_row) as cur:
         await cur.execute(Q["with_pending_work"], {"limit": limit})
         return [row[0] for row in await cur.fetchall()]
+
+
+@wrap
+async def count_running(conn: Connection) -> int:
+    """How many executions are RUNNING (through the status index)."""
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute(Q["count_running"])
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0

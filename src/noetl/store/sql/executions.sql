@@ -81,3 +81,6 @@ FROM (
 JOIN noetl.execution AS e ON e.execution_id = w.execution_id AND e.status = 'RUNNING'
 ORDER BY w.execution_id
 LIMIT %(limit)s
+
+-- name: count_running
+SELECT count(*) FROM noetl.execution WHERE status = 'RUNNING'
