@@ -257,6 +257,50 @@ async def test_sigterm_lets_a_running_command_finish_within_the_grace_period(
     assert row["status"] == "done" and terminal(row)["event_type"] == ev.COMMAND_COMPLETED
 
 
+GATED_THEN_NEXT = GATED.replace(
+    "worker_gated, path: tests/worker/gated", "worker_chain, path: tests/worker/chain"
+)
+GATED_THEN_NEXT += """    next: {arcs: [{step: after}]}
+  - step: after
+    tool: {kind: noop}
+"""
+
+
+async def test_a_stopping_worker_leases_nothing_new_to_itself(
+    migrated_url: str, spawn_worker: Spawn, tmp_path: Path
+) -> None:
+    """A worker in its grace period still records and decides for the command it finishes, but the
+    next step goes to the queue as ready, for the other workers, instead of to itself."""
+    from noetl.runtime.orchestration import Orchestrator
+
+    entry = await register(migrated_url, GATED_THEN_NEXT)
+    pool = await db.pool(migrated_url, 1, 2)
+    try:
+        execution_id = await Orchestrator(pool).start(entry, {"dir": str(tmp_path), "token": "s"})
+    finally:
+        await pool.close()
+    worker = spawn_worker(pools=["default"], grace_seconds=15)
+    await eventually(lambda: _exists(tmp_path / "s.pid"), "the first step to start")
+    worker.signal(signal.SIGTERM)
+    await eventually(lambda: _logged(worker, "stopping: waiting up to"), "the grace period")
+    (tmp_path / "gate").touch()
+    assert await worker.exit_code() == 0
+
+    from psycopg.rows import dict_row
+
+    async with connection(migrated_url) as conn, conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT step, status, worker_id, recorded FROM noetl.command WHERE execution_id = %s ORDER BY seq",
+            [execution_id],
+        )
+        found = await cur.fetchall()
+    assert [(r["step"], r["status"], r["recorded"]) for r in found] == [
+        ("start", "done", True),  # recorded by the stopping worker itself ...
+        ("after", "ready", False),  # ... which left the next step to the queue
+    ]
+    assert found[1]["worker_id"] is None
+
+
 async def test_sigterm_releases_a_command_still_running_after_the_grace_period(
     migrated_url: str, spawn_worker: Spawn, tmp_path: Path
 ) -> None:

@@ -79,6 +79,7 @@ class Worker:
         self.slots: dict[str, _Slot] = {}
         self._claiming = 0  # slots the claim in flight may fill
         self._behind = False  # ready commands may be waiting that we had no slot for
+        self._stopping: asyncio.Event | None = None
         limits = Limits(inline_results=settings.inline_results)
         kind_pools = placement.kind_pools(settings.pools_by_kind)
         # its pool is set once the database opens
@@ -112,6 +113,7 @@ class Worker:
     async def run(self, stop: asyncio.Event, hurry: asyncio.Event | None = None) -> None:
         """Work until ``stop`` is set, then shut down gracefully (``hurry`` cuts the grace period short)."""
         background: list[asyncio.Task[None]] = []
+        self._stopping = stop
         try:
             await self.database.open(give_up=stop)
             self.orchestrator.pool = self.database.pool
@@ -248,7 +250,10 @@ class Worker:
             self.reporter.submit(report)
 
     def _budget(self, reports: int) -> int:
-        """Slots free once ``reports`` reports land, less those a claim in flight may fill."""
+        """Slots free once ``reports`` reports land, less those a claim in flight may fill; none
+        while stopping (the decision's commands then go to the queue for the other workers)."""
+        if self._stopping is not None and self._stopping.is_set():
+            return 0
         return self.settings.concurrency - len(self.slots) - self._claiming + reports
 
     def _started(self, leases: list[Lease]) -> None:
