@@ -264,6 +264,9 @@ def queue(server_url: str, as_json: bool) -> None:
         click.echo(json.dumps(found, indent=2))
         return
     groups = found["groups"]
+    if not groups:
+        click.echo("the queue is empty: no command is waiting or running")
+        return
     for group in groups:
         group["key"] = group["concurrency_key"] or "-"
         group["oldest_wait"] = f"{group['oldest_wait_seconds']:.1f}s"
