@@ -85,7 +85,13 @@ def _lifespan(settings: ServerSettings) -> Callable[[FastAPI], AbstractAsyncCont
         cipher = credentials.cipher(settings, embedded=not settings.database_url)
         ready = await prepare(settings)
         assert ready.database_url is not None
-        pool = await db.pool(ready.database_url, ready.pool_min_size, ready.pool_max_size)
+        pool = await db.pool(
+            ready.database_url,
+            ready.pool_min_size,
+            ready.pool_max_size,
+            timeout=ready.pool_timeout,
+            open_timeout=30.0,
+        )
         try:
             context = ServerContext(
                 settings=ready,

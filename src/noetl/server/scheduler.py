@@ -30,6 +30,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from psycopg_pool import PoolTimeout
+
 from noetl.errors import NoetlError, UsageError
 from noetl.store import backlog, catalog, db, schedules
 from noetl.store.db import Connection
@@ -148,6 +150,9 @@ class Scheduler:
                 await self._lead(conn, stop)
             except NoetlError as exc:
                 log.warning("scheduler lost its connection (%s); reconnecting", exc)
+            except PoolTimeout as exc:  # every pooled connection busy: a moment of overload, not a bug
+                log.warning("scheduler could not get a database connection (%s); retrying", exc)
+                await _wait(stop, self.tick)
             except Exception:
                 log.exception("scheduler failed; restarting it")
                 await _wait(stop, self.tick)

@@ -31,6 +31,7 @@ ENVIRONMENT = {
     "reaper_interval": "NOETL_REAPER_INTERVAL",
     "poll_seconds": "NOETL_ORCHESTRATOR_POLL_SECONDS",
     "pool_max_size": "NOETL_SERVER_POOL_SIZE",
+    "pool_timeout": "NOETL_SERVER_POOL_TIMEOUT",
     "max_body_bytes": "NOETL_SERVER_MAX_BODY_BYTES",
     "log_level": "NOETL_LOG_LEVEL",
     "inline_results": "NOETL_INLINE_RESULTS",
@@ -71,6 +72,9 @@ class ServerSettings:
     poll_seconds: float = 1.0
     pool_min_size: int = 1
     pool_max_size: int = 10
+    pool_timeout: float = 5.0
+    """Seconds a request may wait for a database connection before it gets 503 with Retry-After
+    (a saturated server says so quickly rather than holding clients for half a minute)."""
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     migrate: bool = True
     orchestrate: bool = True
@@ -132,6 +136,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "pool_max_size": int,
     "max_body_bytes": int,
     "reaper_interval": float,
+    "pool_timeout": float,
     "poll_seconds": float,
     "data_dir": _path,
     "max_queue_depth": int,

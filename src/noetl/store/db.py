@@ -38,9 +38,17 @@ async def connect(url: str, *, autocommit: bool = True) -> Connection:
 
 
 async def pool(
-    url: str, min_size: int = 1, max_size: int = 10, *, timeout: float = 30.0
+    url: str,
+    min_size: int = 1,
+    max_size: int = 10,
+    *,
+    timeout: float = 30.0,
+    open_timeout: float | None = None,
 ) -> AsyncConnectionPool[Connection]:
-    """An opened pool of autocommit connections; close it with ``await pool.close()``."""
+    """An opened pool of autocommit connections; close it with ``await pool.close()``.
+
+    ``timeout``: how long taking a connection may wait (then ``PoolTimeout``); ``open_timeout``
+    (default ``timeout``): how long opening the pool may wait for the database."""
     opened: AsyncConnectionPool[Connection] = AsyncConnectionPool(
         url,
         min_size=min_size,
@@ -54,7 +62,7 @@ async def pool(
     check.pool = opened
     try:
         with translated(f"opening a pool to {redact(url)}"):
-            await opened.open(wait=True, timeout=timeout)
+            await opened.open(wait=True, timeout=open_timeout if open_timeout is not None else timeout)
     except BaseException:
         await opened.close()
         raise
