@@ -536,6 +536,68 @@ async def test_sub_playbooks_run_as_child_executions(migrated_url: str, spawn_wo
     assert "tests/worker/nowhere" in json.dumps(failed.error)
 
 
+URGENT_PARENT = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: worker_urgent, path: tests/worker/urgent}
+workflow:
+  - step: start
+    spec: {priority: 7}
+    tool: {kind: playbook, path: tests/worker/child, input: {n: 2}}
+"""
+
+OWN_PRIORITY_CHILD = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: worker_own, path: tests/worker/own}
+executor: {spec: {priority: 3}}
+workflow:
+  - step: start
+    tool: {kind: noop}
+"""
+
+URGENT_PARENT_OF_OWN = URGENT_PARENT.replace(
+    "worker_urgent, path: tests/worker/urgent", "worker_urgent_own, path: tests/worker/urgent_own"
+).replace("tests/worker/child, input: {n: 2}", "tests/worker/own")
+
+
+async def test_a_child_runs_at_the_priority_of_the_command_that_started_it(
+    migrated_url: str, spawn_worker: Spawn
+) -> None:
+    """Unless the child's playbook sets executor.spec.priority: then its own wins."""
+    from noetl.runtime.orchestration import Orchestrator
+    from noetl.store import executions
+
+    await register(migrated_url, CHILD)
+    await register(migrated_url, OWN_PRIORITY_CHILD)
+    urgent = await register(migrated_url, URGENT_PARENT)
+    urgent_own = await register(migrated_url, URGENT_PARENT_OF_OWN)
+    pool = await db.pool(migrated_url, 1, 2)
+    try:
+        orchestrator = Orchestrator(pool)
+        parents = [await orchestrator.start(urgent, {}), await orchestrator.start(urgent_own, {})]
+    finally:
+        await pool.close()
+    spawn_worker(pools=["default"], concurrency=4)
+
+    async def finished() -> list[Any]:
+        async with connection(migrated_url) as conn:
+            found = [await executions.get(conn, i) for i in parents]
+        return found if all(row is not None and row.status != "RUNNING" for row in found) else []
+
+    rows_done = await eventually(finished, "both parents to finish")
+    assert [row.status for row in rows_done] == ["COMPLETED", "COMPLETED"]
+    priorities = []
+    async with connection(migrated_url) as conn:
+        for parent_id in parents:
+            [child] = await executions.children(conn, parent_id)
+            cur = await conn.execute(
+                "SELECT DISTINCT priority FROM noetl.command WHERE execution_id = %s", [child]
+            )
+            priorities.append([row[0] for row in await cur.fetchall()])
+    assert priorities == [[7], [3]]
+
+
 async def _orchestrate(orchestrator: Any, stop: asyncio.Event) -> None:
     """Orchestration passes every 20 ms (the server's job, which these tests do not start)."""
     while not stop.is_set():

@@ -121,6 +121,7 @@ class Orchestrator:
         parent_execution_id: int | None = None,
         parent_key: str | None = None,
         priority: int | None = None,
+        inherited_priority: int | None = None,
     ) -> int:
         """Create an execution of ``entry`` and dispatch its entry step, in one transaction.
 
@@ -128,8 +129,11 @@ class Orchestrator:
         that run of the command) the start is idempotent: when that call already started a child -
         the command is running again after its lease expired - that child's id is returned and
         nothing new is started. ``priority`` (the execute request's) replaces the playbook's
-        ``executor.spec.priority``."""
+        ``executor.spec.priority``; ``inherited_priority`` (a sub-playbook's: the calling command's)
+        does so only when the playbook sets none."""
         playbook = self._parse(entry)
+        if priority is None and inherited_priority and not playbook.executor.priority:
+            priority = inherited_priority
         execution_id = ids.new_id()
         first = initial_event(
             playbook,

@@ -12,6 +12,9 @@ number within that run of the command, so a command that runs again after its le
 worker died while waiting) attaches to the child its first run started instead of starting a
 second one, and a retried call (a later number) starts a new child.
 
+A child runs at the priority of the command that started it, unless its playbook sets
+``executor.spec.priority``.
+
 A child needs worker slots of its own while its parent's command waits, so a playbook nesting N
 levels deep needs at least N + 1 slots across the workers of its pool.
 """
@@ -52,11 +55,12 @@ class Children:
         wait: bool = True,
         parent_execution_id: int | None = None,
         parent_key: str | None = None,
+        parent_priority: int | None = None,
         catalog_id: object = None,
         **_: object,
     ) -> dict[str, Any]:
         entry = await self._entry(path, version, catalog_id)
-        child_id = await self._start(entry, payload, parent_execution_id, parent_key)
+        child_id = await self._start(entry, payload, parent_execution_id, parent_key, parent_priority)
         if not wait:
             return {"execution_id": str(child_id), "status": "RUNNING"}
         row = await self._finished(child_id)
@@ -88,14 +92,21 @@ class Children:
         return entry
 
     async def _start(
-        self, entry: CatalogEntry, payload: dict[str, Any] | None, parent: int | None, key: str | None
+        self,
+        entry: CatalogEntry,
+        payload: dict[str, Any] | None,
+        parent: int | None,
+        key: str | None,
+        priority: int | None,
     ) -> int:
         from noetl.runtime.orchestration import Orchestrator
 
         if self._orchestrator is None:
             self._orchestrator = Orchestrator(self._database.pool)
         try:
-            return await self._orchestrator.start(entry, payload, parent_execution_id=parent, parent_key=key)
+            return await self._orchestrator.start(
+                entry, payload, parent_execution_id=parent, parent_key=key, inherited_priority=priority
+            )
         except Exception as exc:
             # Not retried: the start may have committed before the connection broke.
             if is_connection_error(exc):

@@ -136,7 +136,12 @@ def _keyed_child_runner(run_child: Callable[..., Any], lease: Lease) -> ChildRun
         nonlocal calls
         key = f"{lease.command_id}#{calls}"
         calls += 1
-        return await run_child(**request, parent_execution_id=lease.execution_id, parent_key=key)
+        return await run_child(
+            **request,
+            parent_execution_id=lease.execution_id,
+            parent_key=key,
+            parent_priority=lease.priority,
+        )
 
     return keyed
 
