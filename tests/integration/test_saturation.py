@@ -7,7 +7,6 @@ not hang for the default half minute), and served again once the connection is b
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -48,12 +47,12 @@ async def test_an_exhausted_pool_gets_503_with_retry_after_quickly_then_recovers
     app, client = app_and_client
     assert (await client.get("/api/executions")).status_code == 200
     pool = app.state.noetl.pool  # type: ignore[attr-defined]
+    assert (
+        pool.timeout == 0.5
+    )  # NOETL_SERVER_POOL_TIMEOUT reaches the pool: requests wait that long, not 30 s
     async with pool.connection():
-        started = time.monotonic()
         refused = await client.get("/api/executions")
-        waited = time.monotonic() - started
     assert refused.status_code == 503, refused.text
     assert refused.headers.get("Retry-After")
     assert "unavailable" in refused.text.lower()
-    assert waited < 10, f"the request waited {waited:.1f} s for a connection"
     assert (await client.get("/api/executions")).status_code == 200
