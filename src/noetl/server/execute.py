@@ -62,12 +62,14 @@ async def execute(body: ExecuteRequest, server: Server) -> dict[str, Any]:
 
 async def admit(server: ServerContext, entry: CatalogEntry) -> None:
     """429 with ``Retry-After`` when the entry step's pool is at its queue bound."""
-    bound = server.settings.max_queue_depth
-    if bound <= 0:
+    if server.settings.max_queue_depth <= 0 and not server.settings.queue_depth_by_pool:
         return
     async with server.pool.connection() as conn:
         playbook = await server.playbooks.get(conn, entry.catalog_id)
         pool = placement.pool(playbook, playbook.steps[playbook.entry_step], server.orchestrator.kind_pools)
+        bound = server.settings.queue_bound(pool)
+        if bound <= 0:
+            return
         depth = await backlog.depth_at_least(conn, pool, bound)
     if depth >= bound:
         retry = server.settings.retry_after_seconds

@@ -36,6 +36,7 @@ ENVIRONMENT = {
     "log_level": "NOETL_LOG_LEVEL",
     "inline_results": "NOETL_INLINE_RESULTS",
     "max_queue_depth": "NOETL_MAX_QUEUE_DEPTH",
+    "queue_depth_by_pool": "NOETL_MAX_QUEUE_DEPTH_BY_POOL",
     "retry_after_seconds": "NOETL_RETRY_AFTER_SECONDS",
     "scheduler_tick": "NOETL_SCHEDULER_TICK",
     "priority_aging_seconds": "NOETL_PRIORITY_AGING_SECONDS",
@@ -86,6 +87,17 @@ class ServerSettings:
     give workers the same value (``NOETL_INLINE_RESULTS`` is read by both)."""
     max_queue_depth: int = 10_000
     """Ready commands a pool may hold before ``POST /api/execute`` answers 429 (0: no bound)."""
+    queue_depth_by_pool: str = ""
+    """Bounds for particular pools, e.g. ``gpu=100,io=5000``; others have ``max_queue_depth``."""
+
+    def queue_bound(self, pool: str) -> int:
+        """The queue bound of ``pool`` (0: none)."""
+        for part in (p.strip() for p in self.queue_depth_by_pool.split(",")):
+            name, sep, value = part.partition("=")
+            if sep and name.strip() == pool:
+                return int(value)
+        return self.max_queue_depth
+
     retry_after_seconds: int = 2
     """The ``Retry-After`` of a 429."""
     schedule: bool = True
@@ -96,6 +108,15 @@ class ServerSettings:
     pools_by_kind: str = ""
     """Default pool per tool kind for steps without ``spec.pool``, e.g. ``python=cpu,http=io``
     (workers that decide need the same setting: NOETL_POOLS_BY_KIND)."""
+
+    def __post_init__(self) -> None:
+        for part in (p.strip() for p in self.queue_depth_by_pool.split(",") if p.strip()):
+            name, sep, value = part.partition("=")
+            if not sep or not name.strip() or not value.strip().isdigit():
+                raise UsageError(
+                    f"NOETL_MAX_QUEUE_DEPTH_BY_POOL: {part!r} is not POOL=BOUND (e.g. gpu=100,io=5000)",
+                    field="NOETL_MAX_QUEUE_DEPTH_BY_POOL",
+                )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServerSettings:
