@@ -21,7 +21,7 @@ from psycopg.rows import class_row, dict_row, tuple_row
 from noetl.store import jsonb, queries
 from noetl.store.db import Connection
 from noetl.store.errors import wrap
-from noetl.store.ports import ExecutionRow, Lease, NewCommand, PendingResult, Report
+from noetl.store.ports import Lease, NewCommand, PendingResult, Report
 
 Q = queries.load("commands")
 
@@ -48,37 +48,6 @@ async def insert(conn: Connection, commands: Sequence[NewCommand]) -> None:
     if not commands:
         return
     await conn.execute(Q["insert"], _columns(commands), prepare=True)
-
-
-@wrap
-async def insert_leased(
-    conn: Connection, commands: Sequence[NewCommand], worker_id: str, lease_seconds: float
-) -> list[Lease]:
-    """Insert ``commands`` already leased to ``worker_id`` (attempt 1); no notification, no claim.
-
-    For the worker that produced them, which runs them at once: the leases it gets back are what a
-    claim of these rows would have returned."""
-    if not commands:
-        return []
-    params = {**_columns(commands), "worker_id": worker_id, "lease_seconds": float(lease_seconds)}
-    await conn.execute(Q["insert_leased"], params, prepare=True)
-    return [
-        Lease(
-            c.command_id,
-            c.execution_id,
-            c.catalog_id,
-            c.step,
-            c.index,
-            1,
-            c.context,
-            c.pool,
-            c.priority,
-            c.max_attempts,
-            c.concurrency_key,
-            c.needs,
-        )
-        for c in commands
-    ]
 
 
 @wrap
@@ -154,67 +123,6 @@ async def report_many(conn: Connection, reports: Sequence[Report]) -> set[str]:
     async with conn.cursor(row_factory=tuple_row) as cur:
         await cur.execute(Q["report_many"], params, prepare=True)
         return {row[0] for row in await cur.fetchall()}
-
-
-@wrap
-async def report_quiet(conn: Connection, reports: Sequence[Report]) -> dict[str, int]:
-    """:func:`report_many` without notifying: returns the accepted command ids with their execution.
-
-    The caller records the outcomes in the same transaction, and must :func:`notify_results` for
-    the executions it does not record."""
-    if not reports:
-        return {}
-    params = {
-        "worker_ids": [r.worker_id for r in reports],
-        "command_ids": [r.command_id for r in reports],
-        "attempts": [r.attempt for r in reports],
-        "oks": [r.ok for r in reports],
-        "outcomes": [jsonb.param(r.events) for r in reports],
-    }
-    async with conn.cursor(row_factory=tuple_row) as cur:
-        await cur.execute(Q["report_quiet"], params, prepare=True)
-        return {row[0]: row[1] for row in await cur.fetchall()}
-
-
-@wrap
-async def report_and_lock(
-    conn: Connection, reports: Sequence[Report]
-) -> tuple[dict[str, int], list[ExecutionRow], dict[int, list[PendingResult]]]:
-    """:func:`report_quiet`, then ``executions.lock`` of the reports' executions and their pending
-    outcomes (:func:`pending_results_many`, the new reports included), in one round trip.
-
-    Inside a transaction. The three statements go out together (pipeline mode): everything they
-    need is known before the first answers. Returns (accepted command id -> execution id, the
-    locked execution rows, pending outcomes by execution)."""
-    if not reports:
-        return {}, [], {}
-    from noetl.store.executions import Q as EXECUTIONS
-
-    wanted = sorted({r.execution_id for r in reports})
-    params = {
-        "worker_ids": [r.worker_id for r in reports],
-        "command_ids": [r.command_id for r in reports],
-        "attempts": [r.attempt for r in reports],
-        "oks": [r.ok for r in reports],
-        "outcomes": [jsonb.param(r.events) for r in reports],
-    }
-    async with (
-        conn.pipeline(),
-        conn.cursor(row_factory=tuple_row) as reported,
-        conn.cursor(row_factory=class_row(ExecutionRow)) as locking,
-        conn.cursor(row_factory=tuple_row) as pending,
-    ):
-        await reported.execute(Q["report_quiet"], params, prepare=True)
-        await locking.execute(EXECUTIONS["lock"], {"execution_ids": wanted}, prepare=True)
-        await pending.execute(Q["pending_results_many"], {"execution_ids": wanted}, prepare=True)
-        accepted = {row[0]: row[1] for row in await reported.fetchall()}
-        rows = await locking.fetchall()
-        found: dict[int, list[PendingResult]] = {}
-        locked = {r.execution_id for r in rows}
-        for execution_id, *rest in await pending.fetchall():
-            if execution_id in locked:
-                found.setdefault(execution_id, []).append(PendingResult(*rest))
-    return accepted, rows, found
 
 
 @wrap

@@ -71,37 +71,8 @@ WITH reported AS (
 )
 SELECT command_id, pg_notify('noetl_results', execution_id::text) FROM reported
 
--- name: report_quiet
--- report_many without the notification: the reporting worker records the outcomes itself, in the
--- same transaction, for the executions whose lock it gets, and notifies (notify_results) for the rest.
-UPDATE noetl.command AS c
-SET status = CASE WHEN r.ok THEN 'done' ELSE 'failed' END, outcome = r.outcome,
-    lease_until = NULL, updated_at = now()
-FROM unnest(%(worker_ids)s::text[], %(command_ids)s::text[], %(attempts)s::integer[],
-            %(oks)s::boolean[], %(outcomes)s::json[]) AS r(worker_id, command_id, attempt, ok, outcome)
-WHERE c.command_id = r.command_id AND c.status = 'leased' AND c.worker_id = r.worker_id
-  AND c.attempt = r.attempt
-RETURNING c.command_id, c.execution_id
-
 -- name: notify_results
 SELECT pg_notify('noetl_results', id::text) FROM unnest(%(execution_ids)s::bigint[]) AS id
-
--- name: insert_leased
--- New commands leased at once to the worker whose report produced them: it runs them without a
--- claim round trip. A lease like any other: heartbeats extend it, the reaper returns it if it expires.
-INSERT INTO noetl.command
-    (command_id, execution_id, catalog_id, step, idx, pool, priority, max_attempts, context,
-     concurrency_key, needs, status, worker_id, attempt, lease_until)
-SELECT c.command_id, c.execution_id, c.catalog_id, c.step, c.idx, c.pool, c.priority, c.max_attempts,
-       c.context, c.concurrency_key, c.needs, 'leased', %(worker_id)s, 1,
-       now() + make_interval(secs => %(lease_seconds)s)
-FROM unnest(%(command_ids)s::text[], %(execution_ids)s::bigint[], %(catalog_ids)s::bigint[],
-            %(steps)s::text[], %(idx)s::integer[], %(pools)s::text[], %(priorities)s::integer[],
-            %(max_attempts)s::integer[], %(contexts)s::json[], %(concurrency_keys)s::text[],
-            %(needs)s::jsonb[])
-    WITH ORDINALITY AS c(command_id, execution_id, catalog_id, step, idx, pool, priority, max_attempts,
-                         context, concurrency_key, needs, n)
-ORDER BY c.n
 
 -- name: release
 -- A graceful give-back: ready again, and the attempt it used is returned.
