@@ -163,9 +163,9 @@ async def test_rotate_key_rewraps_everything_and_readers_follow(pg_database: str
             assert record is not None and record["data"] == {"token": f"t-{n}"}
         assert await credentials.rotate(conn, only_new) == {"rewrapped": 0, "unchanged": 5}
         # tampering is detected, never decrypted to garbage
-        await conn.execute(
-            "UPDATE noetl.credential SET data_encrypted = overlay(data_encrypted placing '\\x00'::bytea from 90 for 1) "
-            "WHERE name = 'c1'"
+        await conn.execute(  # flip every bit of one byte: always a change (writing 0x00 may not be)
+            "UPDATE noetl.credential SET data_encrypted = set_byte(data_encrypted, 89, get_byte(data_encrypted, 89) # 255)"
+            " WHERE name = 'c1'"
         )
         with pytest.raises(CredentialError, match="failed authentication"):
             await credentials.get(conn, "c1", include_data=True, cipher=only_new)
