@@ -15,8 +15,8 @@ from __future__ import annotations
 import base64
 import textwrap
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
+
 import httpx
 import pytest
 from psycopg.conninfo import conninfo_to_dict

@@ -11,6 +11,7 @@ def serve(settings: GatewaySettings) -> None:
     import uvicorn
 
     from noetl.gateway.app import create_app
+    from noetl.server.main import signals_end_quietly
 
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -23,4 +24,5 @@ def serve(settings: GatewaySettings) -> None:
         lifespan="on",
         access_log=False,  # the audit trail records every request with its decision
     )
-    uvicorn.Server(config).run()
+    with signals_end_quietly():  # a normal exit, so the embedded PostgreSQL's handle is released
+        uvicorn.Server(config).run()
