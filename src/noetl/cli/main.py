@@ -350,6 +350,23 @@ def worker() -> None:
     show_envvar=True,
     help="Capacity for steps' spec.resources, e.g. gpu=2,memory_mb=16000 [default: none].",
 )
+@click.option(
+    "--task-user",
+    metavar="USER",
+    envvar="NOETL_WORKER_TASK_USER",
+    show_envvar=True,
+    help="Unprivileged account python and shell tasks run as [default: nobody when the worker runs "
+    "as root and nobody can start python, else the worker's own user].",
+)
+@click.option(
+    "--python-scope-depth",
+    type=click.IntRange(min=0),
+    default=None,
+    envvar="NOETL_WORKER_PYTHON_SCOPE_DEPTH",
+    show_envvar=True,
+    help="Leading catalog-path segments that make the scope a python child serves; a child never "
+    "serves two scopes [default: 1].",
+)
 @database_options
 @click.option(
     "--encryption-key-file",
@@ -367,6 +384,8 @@ def worker_start(
     python_workers: int | None,
     decide: bool | None,
     resources: str | None,
+    task_user: str | None,
+    python_scope_depth: int | None,
     database_url: str | None,
     data_dir: str | None,
     encryption_key_file: str | None,
@@ -387,6 +406,8 @@ def worker_start(
         key_file=encryption_key_file,
         decide=decide,
         resources=resources,
+        task_user=task_user,
+        python_scope_depth=python_scope_depth,
     )
     sys.exit(code)
 

@@ -73,8 +73,12 @@ class Worker:
 
     def __init__(self, settings: WorkerSettings) -> None:
         from noetl.tools.pypool import PythonPool
+        from noetl.tools.sandbox import for_worker
 
         self.settings = settings
+        self.sandbox, warning = for_worker(settings.task_user, settings.python_scope_depth)
+        if warning:
+            log.warning("%s", warning)
         self.database = Database(settings.database_url, max_size=min(settings.concurrency, 8) + 2)
         self.slots: dict[str, _Slot] = {}
         self._claiming = 0  # slots the claim in flight may fill
@@ -94,7 +98,9 @@ class Worker:
             budget=self._budget,
             started=self._started,
         )
-        self.python_pool = PythonPool(size=settings.python_workers, spin_seconds=settings.python_spin_seconds)
+        self.python_pool = PythonPool(
+            size=settings.python_workers, spin_seconds=settings.python_spin_seconds, sandbox=self.sandbox
+        )
         self.extras: dict[str, Any] = {}
         self.runner = CommandRunner(
             Playbooks(self.database),
@@ -102,6 +108,7 @@ class Worker:
             python_pool=self.python_pool,
             extras=self.extras,
             run_child=Children(self.database, self.orchestrator).run,
+            sandbox=self.sandbox,
         )
         self._wake = asyncio.Event()
         self._registered = False
