@@ -7,6 +7,7 @@ means the playbook or the command line is invalid, 1 that an execution failed or
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -70,6 +71,9 @@ class _Group(click.Group):
 @click.option("--api-key", envvar="NOETL_API_KEY", show_envvar=True, help="API key (or JWT) for the gateway.")
 def cli(gateway: str | None, api_key: str | None) -> None:
     """NoETL: run declarative YAML playbooks locally or on a server."""
+    from noetl.dsl import yamlload
+
+    yamlload.configure(yamlload.Limits.from_env(os.environ))
 
 
 @cli.command()
@@ -309,11 +313,12 @@ def worker() -> None:
 @click.option(
     "--lease",
     type=click.FloatRange(min=0, min_open=True),
-    default=60.0,
+    default=15.0,
     metavar="SECONDS",
     envvar="NOETL_WORKER_LEASE_SECONDS",
     show_envvar=True,
-    help="How long a claimed command stays ours without a heartbeat.",
+    help="How long a claimed command stays ours without a heartbeat (heartbeats renew it every "
+    "third of that): a dead worker's commands run again elsewhere within about this long.",
 )
 @click.option(
     "--grace",
