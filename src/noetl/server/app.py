@@ -35,6 +35,7 @@ from noetl.server import (
     reaper,
     replay,
     schedules,
+    tools,
     triggers,
     workers,
 )
@@ -60,6 +61,7 @@ ROUTERS = (
     schedules.router,
     triggers.router,
     metrics.router,
+    tools.router,
 )
 
 

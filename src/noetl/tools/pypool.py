@@ -17,6 +17,7 @@ come out as :class:`noetl.errors.ToolError` with ``error_kind`` ``python``, ``ti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -27,6 +28,7 @@ from collections.abc import Mapping
 
 from noetl.dsl.model import JSON
 from noetl.errors import ToolError
+from noetl.tools import watchdog
 from noetl.tools.pychild import DEFAULT_MEMORY_MB, DEFAULT_SPIN_SECONDS, HEADER_BYTES, REPLY_RESULT
 from noetl.tools.sandbox import Sandbox, inherited
 
@@ -91,6 +93,7 @@ class _Child:
             raise
         assert self._process.stdin is not None and self._process.stdout is not None
         self.pid = self._process.pid
+        watchdog.watch(self.pid)  # its group (with what the task started) dies with the runtime
         self._requests = self._process.stdin.fileno()
         self._replies = self._process.stdout.fileno()
         os.set_blocking(self._replies, False)
@@ -185,8 +188,13 @@ class _Child:
             self._reply.set_exception(_ChildGone())
 
     def kill(self) -> None:
-        """SIGKILL the child (a no-op when it already exited; Popen checks that first)."""
-        self._process.kill()
+        """SIGKILL the child's process group - the child and whatever its task started (a no-op
+        when the child already exited)."""
+        if self._process.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+            self._process.kill()
+        watchdog.forget(self.pid)
 
     def close_pipes(self) -> None:
         self._unwatch()

@@ -11,7 +11,8 @@ Fields (REFERENCE §4.4, DECISIONS 8):
 
 With several commands, ``stdout`` and ``stderr`` are the concatenated outputs and ``exit_code``
 is that of the last command run. A non-zero exit is a ``shell`` error carrying the result as its
-data; on timeout or cancellation the command's whole process group is killed.
+data; on timeout or cancellation the command's whole process group is killed, and so it is when
+the runtime process dies (:mod:`noetl.tools.watchdog`).
 
 The commands run as the sandbox's task user when there is one, with the task's private directory
 (created for it, removed after) as working directory unless ``cwd`` says otherwise.
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 
 from noetl.dsl.model import JSON
 from noetl.errors import ToolConfigError, ToolError
-from noetl.tools import fields
+from noetl.tools import fields, watchdog
 from noetl.tools.base import Call
 from noetl.tools.sandbox import Sandbox, inherited
 
@@ -149,6 +150,14 @@ async def _run_one(
             error_kind="shell",
             step=call.step,
         ) from None
+    watchdog.watch(process.pid)  # the group dies with this process too (a SIGKILLed worker)
+    try:
+        return await _finish(process, deadline, call)
+    finally:
+        watchdog.forget(process.pid)
+
+
+async def _finish(process: asyncio.subprocess.Process, deadline: float | None, call: Call) -> _Run:
     remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
     try:
         out, err = await asyncio.wait_for(process.communicate(), remaining)

@@ -52,9 +52,11 @@ class WorkerSettings:
     pools: tuple[str, ...] = ("default",)
     concurrency: int = 16
     """Commands run at the same time (slots); claims never exceed the free slots."""
-    lease_seconds: float = 60.0
+    lease_seconds: float = 15.0
+    """How long a claimed command stays this worker's without a heartbeat: a dead worker's commands
+    are queued again (``command.reissued``) within about this long plus the reaper's interval."""
     heartbeat_seconds: float | None = None
-    """Lease extension period; ``None`` means a third of ``lease_seconds``."""
+    """Lease extension period; ``None`` means a third of ``lease_seconds`` (5 s by default)."""
     poll_seconds: float = 1.0
     """Claim again after this long without a notification (the LISTEN fallback)."""
     grace_seconds: float = 30.0
