@@ -7,6 +7,7 @@ means the playbook or the command line is invalid, 1 that an execution failed or
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -70,6 +71,9 @@ class _Group(click.Group):
 @click.option("--api-key", envvar="NOETL_API_KEY", show_envvar=True, help="API key (or JWT) for the gateway.")
 def cli(gateway: str | None, api_key: str | None) -> None:
     """NoETL: run declarative YAML playbooks locally or on a server."""
+    from noetl.dsl import yamlload
+
+    yamlload.configure(yamlload.Limits.from_env(os.environ))
 
 
 @cli.command()
@@ -342,11 +346,12 @@ def worker() -> None:
 @click.option(
     "--lease",
     type=click.FloatRange(min=0, min_open=True),
-    default=60.0,
+    default=15.0,
     metavar="SECONDS",
     envvar="NOETL_WORKER_LEASE_SECONDS",
     show_envvar=True,
-    help="How long a claimed command stays ours without a heartbeat.",
+    help="How long a claimed command stays ours without a heartbeat (heartbeats renew it every "
+    "third of that): a dead worker's commands run again elsewhere within about this long.",
 )
 @click.option(
     "--grace",
@@ -383,6 +388,23 @@ def worker() -> None:
     show_envvar=True,
     help="Capacity for steps' spec.resources, e.g. gpu=2,memory_mb=16000 [default: none].",
 )
+@click.option(
+    "--task-user",
+    metavar="USER",
+    envvar="NOETL_WORKER_TASK_USER",
+    show_envvar=True,
+    help="Unprivileged account python and shell tasks run as [default: nobody when the worker runs "
+    "as root and nobody can start python, else the worker's own user].",
+)
+@click.option(
+    "--python-scope-depth",
+    type=click.IntRange(min=0),
+    default=None,
+    envvar="NOETL_WORKER_PYTHON_SCOPE_DEPTH",
+    show_envvar=True,
+    help="Leading catalog-path segments that make the scope a python child serves; a child never "
+    "serves two scopes [default: 1].",
+)
 @database_options
 @click.option(
     "--encryption-key-file",
@@ -400,6 +422,8 @@ def worker_start(
     python_workers: int | None,
     decide: bool | None,
     resources: str | None,
+    task_user: str | None,
+    python_scope_depth: int | None,
     database_url: str | None,
     data_dir: str | None,
     encryption_key_file: str | None,
@@ -420,6 +444,8 @@ def worker_start(
         key_file=encryption_key_file,
         decide=decide,
         resources=resources,
+        task_user=task_user,
+        python_scope_depth=python_scope_depth,
     )
     sys.exit(code)
 
