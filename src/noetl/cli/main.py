@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from noetl import __version__
+from noetl.cli.options import log_format_option
 from noetl.errors import NoetlError
 
 if TYPE_CHECKING:
@@ -262,6 +263,7 @@ def server() -> None:
     envvar="NOETL_LOG_LEVEL",
     show_envvar=True,
 )
+@log_format_option
 def server_start(
     host: str,
     port: int,
@@ -269,6 +271,7 @@ def server_start(
     data_dir: str | None,
     encryption_key_file: str | None,
     log_level: str,
+    log_format: str | None,
 ) -> None:
     """Serve the API until Ctrl-C or SIGTERM; migrates the database first."""
     from noetl.cli import admin
@@ -280,6 +283,7 @@ def server_start(
         data=data_dir,
         key_file=encryption_key_file,
         log_level=log_level.lower(),
+        log_format=log_format,
     )
 
 
@@ -358,6 +362,7 @@ def worker() -> None:
     show_envvar=True,
     help=KEY_FILE_HELP,
 )
+@log_format_option
 def worker_start(
     pools: tuple[str, ...],
     concurrency: int,
@@ -370,6 +375,7 @@ def worker_start(
     database_url: str | None,
     data_dir: str | None,
     encryption_key_file: str | None,
+    log_format: str | None,
 ) -> None:
     """Run a worker until SIGTERM or Ctrl-C (a second one skips the grace period)."""
     from noetl.cli import admin
@@ -387,6 +393,7 @@ def worker_start(
         key_file=encryption_key_file,
         decide=decide,
         resources=resources,
+        log_format=log_format,
     )
     sys.exit(code)
 
@@ -646,6 +653,9 @@ _auth.register(cli, credential)
 cli.add_command(_migrate.migrate)
 for _command in (_scheduling.schedule, _scheduling.trigger, _scheduling.resource, _scheduling.queue):
     cli.add_command(_command)
+_telemetry = importlib.import_module("noetl.cli.telemetry")
+cli.add_command(_telemetry.export)
+cli.add_command(_telemetry.stats)
 
 
 def main() -> None:
