@@ -102,6 +102,8 @@ def start_worker(
     key_file: str | None,
     decide: bool | None = None,
     resources: str | None = None,
+    task_user: str | None = None,
+    python_scope_depth: int | None = None,
     log_format: str | None = None,
 ) -> int:
     """``noetl worker start``: lease and run commands until SIGTERM/SIGINT; the exit code."""
@@ -124,6 +126,8 @@ def start_worker(
         encryption_key_file=key_file or default_key_file(env, data, embedded),
         decide=decide,
         resources=parse_resources(resources) if resources else None,
+        task_user=task_user,
+        python_scope_depth=python_scope_depth,
         log_format=log_format,
     )
     click.echo(

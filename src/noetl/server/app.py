@@ -37,6 +37,7 @@ from noetl.server import (
     replay,
     schedules,
     telemetry,
+    tools,
     triggers,
     workers,
 )
@@ -62,6 +63,7 @@ ROUTERS = (
     schedules.router,
     triggers.router,
     metrics.router,
+    tools.router,
     telemetry.router,
 )
 

@@ -74,7 +74,8 @@ class ServerSettings:
     previous_keys: str | None = None
     service_token: str | None = None
     require_token: bool = False
-    reaper_interval: float = 5.0
+    reaper_interval: float = 1.0
+    """Seconds between reaper runs (one indexed query when no lease expired)."""
     poll_seconds: float = 1.0
     pool_min_size: int = 1
     pool_max_size: int = 10
