@@ -61,6 +61,7 @@ def start_server(
     data: str | None,
     key_file: str | None,
     log_level: str | None,
+    log_format: str | None = None,
 ) -> None:
     """``noetl server start``: serve the HTTP API until SIGINT/SIGTERM."""
     from noetl.server.main import serve
@@ -74,6 +75,7 @@ def start_server(
         "data_dir": Path(data).expanduser() if data else None,
         "encryption_key_file": Path(key_file).expanduser() if key_file else None,
         "log_level": log_level,
+        "log_format": log_format,
     }
     settings = replace(settings, **{k: v for k, v in flags.items() if v is not None})
     if settings.database_url and settings.data_dir is None:
@@ -105,6 +107,7 @@ def start_worker(
     resources: str | None = None,
     task_user: str | None = None,
     python_scope_depth: int | None = None,
+    log_format: str | None = None,
 ) -> int:
     """``noetl worker start``: lease and run commands until SIGTERM/SIGINT; the exit code."""
     from noetl.worker import main
@@ -128,6 +131,7 @@ def start_worker(
         resources=parse_resources(resources) if resources else None,
         task_user=task_user,
         python_scope_depth=python_scope_depth,
+        log_format=log_format,
     )
     click.echo(
         f"noetl: worker {settings.worker_id} on pools {', '.join(settings.pools)} "
