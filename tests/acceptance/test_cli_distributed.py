@@ -222,7 +222,8 @@ def test_catalog_register_list_and_get(cluster: Cluster) -> None:
     assert first.startswith("registered acceptance/catalog version 1 (catalog_id ")
     again = cluster.ok("catalog", "register", str(file))  # the same text: no new version
     assert again.startswith("unchanged: acceptance/catalog version 1 (catalog_id ")
-    file.write_text(file.read_text() + "# edited\n")
+    original = file.read_text()
+    file.write_text(original + "# edited\n")
     second = json.loads(cluster.ok("catalog", "register", str(file), "--json"))
     assert (
         second["path"] == "acceptance/catalog" and second["version"] == 2 and second["catalog_id"].isdigit()
@@ -238,7 +239,7 @@ def test_catalog_register_list_and_get(cluster: Cluster) -> None:
 
     assert cluster.ok("catalog", "get", "acceptance/catalog") == file.read_text()
     entry = json.loads(cluster.ok("catalog", "get", "acceptance/catalog", "--version", "1", "--json"))
-    assert entry["version"] == 1 and entry["content"] == file.read_text()
+    assert entry["version"] == 1 and entry["content"] == original
 
 
 def test_register_invalid_playbook_names_file_and_line(cluster: Cluster) -> None:

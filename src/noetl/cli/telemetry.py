@@ -13,7 +13,6 @@ from typing import Any
 
 import click
 
-from noetl.cli import remote
 from noetl.cli.main import client, json_option, server_url_option
 
 
@@ -77,4 +76,6 @@ def stats(path: str, window: str, server_url: str, as_json: bool) -> None:
     columns = ["step", "calls", "p50_ms", "p95_ms", "max_ms", "failure_rate", "retry_rate"]
     rows = [["" if s.get(c) is None else str(s[c]) for c in columns] for s in found["steps"]]
     if rows:
+        from noetl.cli import remote  # not at import: `noetl run` loads this module too
+
         remote.table([c.upper() for c in columns], rows)
