@@ -33,6 +33,7 @@ ENVIRONMENT: Final = {
     "resources": "NOETL_WORKER_RESOURCES",
     "pools_by_kind": "NOETL_POOLS_BY_KIND",
     "python_spin_seconds": "NOETL_WORKER_PYTHON_SPIN_SECONDS",
+    "file_roots": "NOETL_FILE_ROOTS",
 }
 """Field name -> environment variable read by :meth:`WorkerSettings.from_env`."""
 
@@ -84,6 +85,8 @@ class WorkerSettings:
     pools_by_kind: str = ""
     """Default pool per tool kind (``python=cpu,http=io``) for the commands this worker's decisions
     queue: must match the server's NOETL_POOLS_BY_KIND."""
+    file_roots: str = ""
+    """Directories the ``file`` tool may use, ``:``-separated (none: the tool refuses every path)."""
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -179,3 +182,9 @@ def _convert(name: str, annotation: str, raw: str, variable: str) -> object:
     except ValueError:
         raise UsageError(f"{variable}={raw!r} is not a valid {annotation.split(' ')[0]}") from None
     return raw
+
+
+def tool_extras(settings: WorkerSettings) -> dict[str, object]:
+    """What the integration tools read from ``Services.extras`` on this worker (the file roots)."""
+    roots = tuple(os.path.abspath(part) for part in settings.file_roots.split(os.pathsep) if part)
+    return {"file_roots": roots}

@@ -51,7 +51,7 @@ from noetl.worker.credentials import StoreCredentials, cipher_from
 from noetl.worker.database import Database, DatabaseUnavailable
 from noetl.worker.playbooks import Playbooks
 from noetl.worker.reporter import Reporter
-from noetl.worker.settings import WorkerSettings
+from noetl.worker.settings import WorkerSettings, tool_extras
 
 log = logging.getLogger("noetl.worker")
 
@@ -95,7 +95,7 @@ class Worker:
             started=self._started,
         )
         self.python_pool = PythonPool(size=settings.python_workers, spin_seconds=settings.python_spin_seconds)
-        self.extras: dict[str, Any] = {}
+        self.extras: dict[str, Any] = tool_extras(settings)
         self.runner = CommandRunner(
             Playbooks(self.database),
             StoreCredentials(self.database, cipher_from(settings)),
