@@ -23,12 +23,14 @@ from noetl.runtime import placement
 from noetl.runtime.orchestration import Orchestrator
 from noetl.server import (
     auth,
+    browse,
     catalog,
     credentials,
     events,
     execute,
     executions,
     health,
+    live,
     metrics,
     problems,
     queue,
@@ -36,6 +38,7 @@ from noetl.server import (
     replay,
     schedules,
     triggers,
+    ui,
     workers,
 )
 from noetl.server.context import ServerContext
@@ -51,6 +54,8 @@ ROUTERS = (
     health.router,
     catalog.router,
     execute.router,
+    browse.catalog_router,
+    browse.router,  # before executions.router: /api/executions/search is not an execution id
     executions.router,
     events.router,
     queue.router,
@@ -60,6 +65,7 @@ ROUTERS = (
     schedules.router,
     triggers.router,
     metrics.router,
+    ui.router,
 )
 
 
@@ -76,6 +82,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.add_middleware(auth.ServiceAuth, token=settings.service_token, require_token=settings.require_token)
     for router in ROUTERS:
         app.include_router(router)
+    app.mount("/ui/assets", ui.assets(), name="ui-assets")
     return app
 
 
@@ -106,6 +113,8 @@ def _lifespan(settings: ServerSettings) -> Callable[[FastAPI], AbstractAsyncCont
                 playbooks=PlaybookCache(),
             )
             app.state.noetl = context
+            app.state.ui_feeds = live.ExecutionFeeds(pool)
+            app.state.ui_list_feed = live.ListFeed(pool)
             app.state.scheduler = Scheduler(
                 context, tick=ready.scheduler_tick, aging_seconds=ready.priority_aging_seconds
             )
