@@ -59,6 +59,7 @@ def start_server(
     data: str | None,
     key_file: str | None,
     log_level: str | None,
+    log_format: str | None = None,
 ) -> None:
     """``noetl server start``: serve the HTTP API until SIGINT/SIGTERM."""
     from noetl.server.main import serve
@@ -72,6 +73,7 @@ def start_server(
         "data_dir": Path(data).expanduser() if data else None,
         "encryption_key_file": Path(key_file).expanduser() if key_file else None,
         "log_level": log_level,
+        "log_format": log_format,
     }
     settings = replace(settings, **{k: v for k, v in flags.items() if v is not None})
     if settings.database_url and settings.data_dir is None:
@@ -100,6 +102,9 @@ def start_worker(
     key_file: str | None,
     decide: bool | None = None,
     resources: str | None = None,
+    task_user: str | None = None,
+    python_scope_depth: int | None = None,
+    log_format: str | None = None,
 ) -> int:
     """``noetl worker start``: lease and run commands until SIGTERM/SIGINT; the exit code."""
     from noetl.worker import main
@@ -121,6 +126,9 @@ def start_worker(
         encryption_key_file=key_file or default_key_file(env, data, embedded),
         decide=decide,
         resources=parse_resources(resources) if resources else None,
+        task_user=task_user,
+        python_scope_depth=python_scope_depth,
+        log_format=log_format,
     )
     click.echo(
         f"noetl: worker {settings.worker_id} on pools {', '.join(settings.pools)} "

@@ -14,7 +14,8 @@ What each event does to the state:
 ``call.done``/``call.error`` the outcome is attached to the in-flight command (first one wins)
 ``command.completed|failed`` the command leaves flight; its outcome is recorded: variables written
                             by tasks, the step's result and status (loop: the iteration's result)
-``command.cancelled``       the command leaves flight, nothing recorded
+``command.cancelled``       the command leaves flight, nothing recorded; a running step with no
+                            command left in flight is CANCELLED
 ``ctx.updated``             variables written by ``set`` (last event wins)
 ``step.skipped``            step SKIPPED
 ``next.evaluated``          the targets that an arc fired for are armed (waiting for dispatch);
@@ -258,6 +259,8 @@ def _command_terminal(state: State, e: ev.Event) -> None:
     if e.name == ev.COMMAND_CANCELLED:
         if st.loop is not None and cmd.index is not None:
             st.loop.in_flight -= 1
+        if st.in_flight == 0 and st.status == RUNNING:
+            st.status = CANCELLED  # nothing of it runs any more: not "running" forever (issue 17)
         return
     outcome = cmd.outcome or {}
     ok = e.name == ev.COMMAND_COMPLETED and outcome.get("ok", True)

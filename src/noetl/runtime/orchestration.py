@@ -199,7 +199,9 @@ class Orchestrator:
             async with conn.transaction():
                 opened = await decisions.open(conn, batch)
                 locked = {r.execution_id for r in opened.rows}
-                self.busy.update(i for i in batch if i not in locked)
+                # retry only executions another pass holds: one that ended (a cancel, a late
+                # report) has nothing left to record, and retrying it would spin (issue 17)
+                self.busy.update(opened.busy)
                 self.busy.difference_update(locked)
                 works = await self._decide_locked(conn, opened.rows, opened.pending)
         except BaseException:

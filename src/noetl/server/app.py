@@ -3,7 +3,8 @@
 On start (the lifespan) the server finds its database (the embedded PostgreSQL when no URL is
 set), applies pending migrations, opens a connection pool, and starts three background tasks: the
 orchestrator loop (``Orchestrator.serve``: LISTEN ``noetl_results`` + polling), the lease
-reaper and the scheduler (``noetl.server.scheduler``: schedules and priority aging, one leader).
+reaper, the scheduler (``noetl.server.scheduler``: schedules and priority aging, one leader) and,
+when a sink is configured, the event exporter (``noetl.telemetry.export``, one leader).
 On stop it signals them, waits up to ``shutdown_grace`` seconds, and closes the pool.
 """
 
@@ -37,6 +38,8 @@ from noetl.server import (
     reaper,
     replay,
     schedules,
+    telemetry,
+    tools,
     triggers,
     ui,
     workers,
@@ -65,6 +68,8 @@ ROUTERS = (
     schedules.router,
     triggers.router,
     metrics.router,
+    tools.router,
+    telemetry.router,
     ui.router,
 )
 
@@ -111,6 +116,7 @@ def _lifespan(settings: ServerSettings) -> Callable[[FastAPI], AbstractAsyncCont
                 ),
                 cipher=cipher,
                 playbooks=PlaybookCache(),
+                exporter=telemetry.exporter(ready, pool),
             )
             app.state.noetl = context
             app.state.ui_feeds = live.ExecutionFeeds(pool)
@@ -163,6 +169,8 @@ async def background(context: ServerContext, scheduler: Scheduler | None = None)
         jobs.append(reaper.run(context.database_url, stop, settings.reaper_interval))
     if settings.schedule and scheduler is not None:
         jobs.append(scheduler.run(stop))
+    if context.exporter is not None:
+        jobs.append(context.exporter.run(stop))
     tasks = [asyncio.create_task(_logged(job)) for job in jobs]
     try:
         yield
