@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from noetl import __version__
+from noetl.cli.options import log_format_option
 from noetl.errors import NoetlError
 
 if TYPE_CHECKING:
@@ -299,6 +300,7 @@ def server() -> None:
     envvar="NOETL_LOG_LEVEL",
     show_envvar=True,
 )
+@log_format_option
 def server_start(
     host: str,
     port: int,
@@ -306,6 +308,7 @@ def server_start(
     data_dir: str | None,
     encryption_key_file: str | None,
     log_level: str,
+    log_format: str | None,
 ) -> None:
     """Serve the API until Ctrl-C or SIGTERM; migrates the database first."""
     from noetl.cli import admin
@@ -317,6 +320,7 @@ def server_start(
         data=data_dir,
         key_file=encryption_key_file,
         log_level=log_level.lower(),
+        log_format=log_format,
     )
 
 
@@ -413,6 +417,7 @@ def worker() -> None:
     show_envvar=True,
     help=KEY_FILE_HELP,
 )
+@log_format_option
 def worker_start(
     pools: tuple[str, ...],
     concurrency: int,
@@ -427,6 +432,7 @@ def worker_start(
     database_url: str | None,
     data_dir: str | None,
     encryption_key_file: str | None,
+    log_format: str | None,
 ) -> None:
     """Run a worker until SIGTERM or Ctrl-C (a second one skips the grace period)."""
     from noetl.cli import admin
@@ -446,6 +452,7 @@ def worker_start(
         resources=resources,
         task_user=task_user,
         python_scope_depth=python_scope_depth,
+        log_format=log_format,
     )
     sys.exit(code)
 
@@ -494,6 +501,21 @@ def db_status(database_url: str | None, data_dir: str | None, as_json: bool) -> 
     from noetl.cli import admin
 
     sys.exit(admin.db_status(database_url, data_dir, as_json))
+
+
+@db.command("stop")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    envvar="NOETL_DATA_DIR",
+    show_envvar=True,
+    help=DATA_DIR_HELP,
+)
+def db_stop(data_dir: str | None) -> None:
+    """Stop the embedded PostgreSQL now (it also stops when its last server or worker exits)."""
+    from noetl.cli import admin
+
+    admin.db_stop(data_dir)
 
 
 # ---- talking to the server ---------------------------------------------------------------------------
@@ -705,6 +727,9 @@ _auth.register(cli, credential)
 cli.add_command(_migrate.migrate)
 for _command in (_scheduling.schedule, _scheduling.trigger, _scheduling.resource, _scheduling.queue):
     cli.add_command(_command)
+_telemetry = importlib.import_module("noetl.cli.telemetry")
+cli.add_command(_telemetry.export)
+cli.add_command(_telemetry.stats)
 
 
 def main() -> None:

@@ -35,6 +35,7 @@ ENVIRONMENT: Final = {
     "python_spin_seconds": "NOETL_WORKER_PYTHON_SPIN_SECONDS",
     "task_user": "NOETL_WORKER_TASK_USER",
     "python_scope_depth": "NOETL_WORKER_PYTHON_SCOPE_DEPTH",
+    "log_format": "NOETL_LOG_FORMAT",
 }
 """Field name -> environment variable read by :meth:`WorkerSettings.from_env`."""
 
@@ -82,6 +83,8 @@ class WorkerSettings:
     the next task, and in loops the spinning children take CPU from PostgreSQL and the runtime
     (bench/distributed.py: W2 python 0.60 -> 0.38 s, W3 1,800 -> 2,800 items/s without it). The
     local runtime keeps its spin (``noetl run``: steps are microseconds apart)."""
+    log_format: str = "text"
+    """``text`` or ``json`` (one object a line with execution_id, step, command_id)."""
     resources: Mapping[str, int] = field(default_factory=dict)
     """Capacity for steps' ``spec.resources`` (``gpu=2,memory_mb=16000``): a claim takes a command
     only if what it needs fits in this less what the worker's running commands hold."""

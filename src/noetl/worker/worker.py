@@ -46,6 +46,7 @@ from noetl.errors import NoetlError
 from noetl.runtime import placement
 from noetl.runtime.orchestration import Orchestrator
 from noetl.store.ports import Lease
+from noetl.telemetry import logs
 from noetl.worker.children import Children
 from noetl.worker.command import CommandRunner, failure, log_fields, report_of
 from noetl.worker.credentials import StoreCredentials, cipher_from
@@ -438,7 +439,9 @@ async def run_worker(
 
 def main(settings: WorkerSettings) -> int:
     """Run a worker in this process until SIGTERM or SIGINT (a second one skips the grace period)."""
-    if not logging.getLogger().handlers:
+    if settings.log_format == "json":
+        logs.configure("info", "json")
+    elif not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     for name in ("httpx", "httpcore"):  # their INFO lines carry full URLs, secrets in queries included
         logging.getLogger(name).setLevel(logging.WARNING)
