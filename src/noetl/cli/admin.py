@@ -59,6 +59,7 @@ def start_server(
     data: str | None,
     key_file: str | None,
     log_level: str | None,
+    insecure_loopback: bool | None = None,
 ) -> None:
     """``noetl server start``: serve the HTTP API until SIGINT/SIGTERM."""
     from noetl.server.main import serve
@@ -72,6 +73,7 @@ def start_server(
         "data_dir": Path(data).expanduser() if data else None,
         "encryption_key_file": Path(key_file).expanduser() if key_file else None,
         "log_level": log_level,
+        "insecure_loopback": insecure_loopback,
     }
     settings = replace(settings, **{k: v for k, v in flags.items() if v is not None})
     if settings.database_url and settings.data_dir is None:
