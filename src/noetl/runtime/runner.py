@@ -329,6 +329,7 @@ class _Command:
             credential,
             timeout,
             self.services,
+            self.playbook.path or "",
         )
         if timeout is None:
             return await tool.run(call)
