@@ -20,6 +20,8 @@ from typing import Any
 
 import click
 
+from noetl.cli import starting
+
 KEY_FILE_NAME = "credentials.key"
 
 
@@ -80,10 +82,11 @@ def start_server(
         from noetl.server.credentials import cipher
 
         cipher(settings)  # an own database and no key: refuse before anything starts
-    url = database_url(settings.database_url, settings.data_dir)
-    settings = replace(settings, database_url=url, data_dir=data_dir(settings.data_dir))
-    click.echo(f"noetl: serving the API on http://{settings.host}:{settings.port}", err=True)
-    serve(settings)
+    with starting.announced(data_dir(settings.data_dir), settings.port):
+        url = database_url(settings.database_url, settings.data_dir)
+        settings = replace(settings, database_url=url, data_dir=data_dir(settings.data_dir))
+        click.echo(f"noetl: serving the API on http://{settings.host}:{settings.port}", err=True)
+        serve(settings)
 
 
 # ---- worker -----------------------------------------------------------------------------------------
@@ -204,6 +207,17 @@ def db_status(database: str | None, data: str | None, as_json: bool) -> int:
     return 1 if report["pending"] else 0
 
 
+def db_stop(data: str | None) -> None:
+    """``noetl db stop``: stop the embedded PostgreSQL under the data directory, if it runs."""
+    from noetl.store import embedded
+
+    pgdata = data_dir(data) / "pg"
+    if embedded.stop(pgdata):
+        click.echo(f"stopped the embedded PostgreSQL in {pgdata}")
+    else:
+        click.echo(f"the embedded PostgreSQL in {pgdata} is not running")
+
+
 def _apply(url: str) -> list[int]:
     from noetl.store import migrate
 
@@ -220,4 +234,13 @@ def _versions(applied: list[int]) -> str:
     return ", ".join(f"{v:04d}" for v in applied) or "none"
 
 
-__all__ = ["data_dir", "database_url", "db_init", "db_migrate", "db_status", "start_server", "start_worker"]
+__all__ = [
+    "data_dir",
+    "database_url",
+    "db_init",
+    "db_migrate",
+    "db_status",
+    "db_stop",
+    "start_server",
+    "start_worker",
+]

@@ -503,6 +503,21 @@ def db_status(database_url: str | None, data_dir: str | None, as_json: bool) -> 
     sys.exit(admin.db_status(database_url, data_dir, as_json))
 
 
+@db.command("stop")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    envvar="NOETL_DATA_DIR",
+    show_envvar=True,
+    help=DATA_DIR_HELP,
+)
+def db_stop(data_dir: str | None) -> None:
+    """Stop the embedded PostgreSQL now (it also stops when its last server or worker exits)."""
+    from noetl.cli import admin
+
+    admin.db_stop(data_dir)
+
+
 # ---- talking to the server ---------------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ def serve(settings: GatewaySettings) -> None:
     import uvicorn
 
     from noetl.gateway.app import create_app
+    from noetl.server.main import signals_end_quietly
 
     logs.configure(settings.log_level, settings.log_format)
     config = uvicorn.Config(
@@ -21,4 +22,5 @@ def serve(settings: GatewaySettings) -> None:
         lifespan="on",
         access_log=False,  # the audit trail records every request with its decision
     )
-    uvicorn.Server(config).run()
+    with signals_end_quietly():  # a normal exit, so the embedded PostgreSQL's handle is released
+        uvicorn.Server(config).run()

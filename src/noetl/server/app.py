@@ -24,12 +24,14 @@ from noetl.runtime import placement
 from noetl.runtime.orchestration import Orchestrator
 from noetl.server import (
     auth,
+    browse,
     catalog,
     credentials,
     events,
     execute,
     executions,
     health,
+    live,
     metrics,
     problems,
     queue,
@@ -39,6 +41,7 @@ from noetl.server import (
     telemetry,
     tools,
     triggers,
+    ui,
     workers,
 )
 from noetl.server.context import ServerContext
@@ -54,6 +57,8 @@ ROUTERS = (
     health.router,
     catalog.router,
     execute.router,
+    browse.catalog_router,
+    browse.router,  # before executions.router: /api/executions/search is not an execution id
     executions.router,
     events.router,
     queue.router,
@@ -65,6 +70,7 @@ ROUTERS = (
     metrics.router,
     tools.router,
     telemetry.router,
+    ui.router,
 )
 
 
@@ -81,6 +87,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.add_middleware(auth.ServiceAuth, token=settings.service_token, require_token=settings.require_token)
     for router in ROUTERS:
         app.include_router(router)
+    app.mount("/ui/assets", ui.assets(), name="ui-assets")
     return app
 
 
@@ -112,6 +119,8 @@ def _lifespan(settings: ServerSettings) -> Callable[[FastAPI], AbstractAsyncCont
                 exporter=telemetry.exporter(ready, pool),
             )
             app.state.noetl = context
+            app.state.ui_feeds = live.ExecutionFeeds(pool)
+            app.state.ui_list_feed = live.ListFeed(pool)
             app.state.scheduler = Scheduler(
                 context, tick=ready.scheduler_tick, aging_seconds=ready.priority_aging_seconds
             )

@@ -51,14 +51,14 @@ def serve(settings: ServerSettings) -> None:
         timeout_graceful_shutdown=int(settings.shutdown_grace) + 1,
     )
     server = uvicorn.Server(config)
-    with _signals_end_quietly():
+    with signals_end_quietly():
         server.run()
     if not server.started:
         raise NoetlError(f"the server did not start on {settings.host}:{settings.port}; see the log above")
 
 
 @contextlib.contextmanager
-def _signals_end_quietly() -> Iterator[None]:
+def signals_end_quietly() -> Iterator[None]:
     """After its graceful shutdown uvicorn re-raises the stopping signal to the handler that was in
     place before it; a no-op handler there makes SIGINT/SIGTERM end the process with exit 0
     instead of a KeyboardInterrupt traceback or death by signal."""
