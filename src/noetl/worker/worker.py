@@ -457,6 +457,8 @@ def main(settings: WorkerSettings) -> int:
         logs.configure("info", "json")
     elif not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for name in ("httpx", "httpcore"):  # their INFO lines carry full URLs, secrets in queries included
+        logging.getLogger(name).setLevel(logging.WARNING)
 
     async def serve() -> None:
         stop, hurry = asyncio.Event(), asyncio.Event()
