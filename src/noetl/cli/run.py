@@ -243,8 +243,12 @@ def main(
     max_parallel: int,
     python_workers: int | None,
     python_memory_mb: int | None = None,
+    file_roots: tuple[str, ...] = (),
 ) -> int:
-    """Run one playbook; return the exit code (0 COMPLETED, 1 FAILED/CANCELLED)."""
+    """Run one playbook; return the exit code (0 COMPLETED, 1 FAILED/CANCELLED).
+
+    ``file_roots``: the directories the ``file`` tool may touch (default: the working directory).
+    """
     from pathlib import Path
 
     from noetl.runtime import loader
@@ -273,6 +277,7 @@ def main(
                 max_parallel,
                 (python_workers, python_memory_mb),
                 pool,
+                tool_settings(file_roots),
             )
         )
     finally:
@@ -308,6 +313,16 @@ def _early_python_pool(path: str, size: int | None, memory_mb: int | None = None
     return pool
 
 
+def tool_settings(file_roots: tuple[str, ...]) -> dict[str, Any]:
+    """What the integration tools read from ``Services.extras``: the file roots, made absolute."""
+    import os
+
+    from noetl.tools.file_tool import ROOTS_KEY
+
+    roots = [part for root in file_roots for part in root.split(os.pathsep) if part] or [os.getcwd()]
+    return {ROOTS_KEY: tuple(os.path.abspath(root) for root in roots)}
+
+
 def _open_events(path: str | None) -> IO[str] | None:
     if path is None:
         return None
@@ -326,6 +341,7 @@ async def _execute(
     max_parallel: int,
     python: tuple[int | None, int | None],
     pool: Any,
+    extras: dict[str, Any] | None = None,
 ) -> Any:
     from noetl.engine.decide import Limits
     from noetl.runtime.local import LocalRuntime
@@ -339,6 +355,7 @@ async def _execute(
         python_memory_mb=python[1],
         python_pool=pool,
     ) as runtime:
+        runtime.services.extras.update(extras or {})
         runtime.warm_up(playbook)
         loop = asyncio.get_running_loop()
         try:

@@ -62,6 +62,8 @@ def stats(path: str, window: str, server_url: str, as_json: bool) -> None:
     """Per-step duration (p50/p95/max), failure and retry rates of PATH's executions."""
     from urllib.parse import quote
 
+    from noetl.cli import remote  # not at module level: `noetl run` must not load the client
+
     with client(server_url) as api:
         found = api.request("GET", f"/api/stats/{quote(path, safe='/')}", params={"window": window})
     if as_json:
@@ -76,6 +78,4 @@ def stats(path: str, window: str, server_url: str, as_json: bool) -> None:
     columns = ["step", "calls", "p50_ms", "p95_ms", "max_ms", "failure_rate", "retry_rate"]
     rows = [["" if s.get(c) is None else str(s[c]) for c in columns] for s in found["steps"]]
     if rows:
-        from noetl.cli import remote  # not at import: `noetl run` loads this module too
-
         remote.table([c.upper() for c in columns], rows)

@@ -25,12 +25,14 @@ from noetl.runtime.orchestration import Orchestrator
 from noetl.server import (
     apidocs,
     auth,
+    browse,
     catalog,
     credentials,
     events,
     execute,
     executions,
     health,
+    live,
     metrics,
     problems,
     queue,
@@ -40,6 +42,7 @@ from noetl.server import (
     telemetry,
     tools,
     triggers,
+    ui,
     workers,
 )
 from noetl.server.context import ServerContext
@@ -55,6 +58,8 @@ ROUTERS = (
     health.router,
     catalog.router,
     execute.router,
+    browse.catalog_router,
+    browse.router,  # before executions.router: /api/executions/search is not an execution id
     executions.router,
     events.router,
     queue.router,
@@ -66,6 +71,7 @@ ROUTERS = (
     metrics.router,
     tools.router,
     telemetry.router,
+    ui.router,
 )
 
 
@@ -82,9 +88,12 @@ def create_app(settings: ServerSettings) -> FastAPI:
     apidocs.install(app)
     problems.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(auth.ServiceAuth, token=settings.service_token, require_token=settings.require_token)
+    app.add_middleware(
+        auth.ServiceAuth, token=settings.service_token, insecure_loopback=settings.insecure_loopback
+    )
     for router in ROUTERS:
         app.include_router(router)
+    app.mount("/ui/assets", ui.assets(), name="ui-assets")
     return app
 
 
@@ -116,6 +125,8 @@ def _lifespan(settings: ServerSettings) -> Callable[[FastAPI], AbstractAsyncCont
                 exporter=telemetry.exporter(ready, pool),
             )
             app.state.noetl = context
+            app.state.ui_feeds = live.ExecutionFeeds(pool)
+            app.state.ui_list_feed = live.ListFeed(pool)
             app.state.scheduler = Scheduler(
                 context, tick=ready.scheduler_tick, aging_seconds=ready.priority_aging_seconds
             )

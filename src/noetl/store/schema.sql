@@ -482,3 +482,8 @@ CREATE TABLE noetl.export_cursor (
     last_error text,                                -- the last failure, until a batch succeeds
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- ---- 0007_worker_metrics: workers' metrics reported through the registry ---------------------
+-- Workers without a metrics push endpoint report their metrics (Prometheus text) with each
+-- heartbeat; the server's /metrics serves those of live workers (noetl.telemetry.metrics).
+ALTER TABLE noetl.runtime ADD COLUMN metrics text;
