@@ -1,5 +1,5 @@
 """What request handlers share: the settings, the connection pool, the orchestrator, the cipher,
-a cache of parsed playbooks.
+a cache of parsed playbooks, and one of folded execution states.
 
 The lifespan (``noetl.server.app``) builds one :class:`ServerContext` and keeps it on
 ``app.state``; handlers receive it through the :data:`Server` dependency.
@@ -7,13 +7,14 @@ The lifespan (``noetl.server.app``) builds one :class:`ServerContext` and keeps 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 from psycopg_pool import AsyncConnectionPool
 
 from noetl.runtime.orchestration import Orchestrator
+from noetl.server.folds import Folds
 from noetl.server.playbooks import PlaybookCache
 from noetl.server.settings import ServerSettings
 from noetl.store.crypto import Cipher
@@ -28,6 +29,8 @@ class ServerContext:
     orchestrator: Orchestrator
     cipher: Cipher
     playbooks: PlaybookCache
+    folds: Folds = field(default_factory=Folds)
+    """Execution states folded for the status API, folded on as events arrive."""
 
 
 def server_context(request: Request) -> ServerContext:
