@@ -212,6 +212,10 @@ def _initialized(state: State, e: ev.Event) -> None:
     state.playbook_path = str(d.get("path", ""))
     state.parent_execution_id = d.get("parent_execution_id")
     state.variables = dict(d.get("workload") or {})
+    resume = d.get("resume")
+    if isinstance(resume, dict):  # a re-run from a step: what the steps before it left (DECISIONS: UI)
+        state.variables.update(resume.get("variables") or {})
+        state.results.update(resume.get("results") or {})
     state.status = RUNNING
     state.started_at = e.at
     state.priority = d.get("priority")

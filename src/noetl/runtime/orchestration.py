@@ -123,8 +123,12 @@ class Orchestrator:
         priority: int | None = None,
         inherited_priority: int | None = None,
         playbook: Playbook | None = None,
+        lineage: Mapping[str, Any] | None = None,
     ) -> int:
         """Create an execution of ``entry`` and dispatch its entry step, in one transaction.
+
+        ``lineage`` adds keys to the first event: a re-run's ``rerun_of`` and ``resume`` (the step it
+        starts from and what the steps before it left, ``noetl.server.rerun``).
 
         With ``parent_key`` (a sub-playbook call: the parent's command id and the call's number in
         that run of the command) the start is idempotent: when that call already started a child -
@@ -149,6 +153,8 @@ class Orchestrator:
         )
         if priority is not None:
             first = replace(first, data={**first.data, "priority": priority})
+        if lineage:
+            first = replace(first, data={**first.data, **lineage})
         row = ExecutionRow(execution_id, entry.catalog_id, entry.path, "RUNNING", parent_execution_id)
         work = _Work(row, State())
         self._run(playbook, work, [first])

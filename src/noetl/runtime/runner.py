@@ -318,6 +318,11 @@ class _Command:
     ) -> JSON:
         tool = registry.get(task.kind)
         check_config(tool, config, step=self.step.name, task=task.name)
+        if task.kind == "playbook" and self.redactor:
+            # A sub-playbook's workload is stored (its execution, events, commands, API answers):
+            # secrets do not cross into it by value (the child names its own credentials).
+            config = cast("dict[str, JSON]", self.redactor.redact(config))
+            arguments = cast("dict[str, JSON]", self.redactor.redact(arguments))
         timeout = task.timeout if task.timeout is not None else self.step.timeout
         call = Call(
             self.execution_id,
@@ -329,6 +334,7 @@ class _Command:
             credential,
             timeout,
             self.services,
+            self.playbook.path or "",
         )
         if timeout is None:
             return await tool.run(call)
@@ -361,7 +367,7 @@ class _Command:
                 found = await self.store.get(name, self.use)
             self.credentials[name] = found
             self.redactor.add_data(found.get("data"))
-        return found
+        return found if "name" in found else {**found, "name": name}  # tools name it in errors
 
     def _keychain(self) -> Keychain | None:
         if self.keychain is None and self.playbook.keychain:

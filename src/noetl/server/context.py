@@ -19,6 +19,7 @@ from noetl.server.playbooks import PlaybookCache
 from noetl.server.settings import ServerSettings
 from noetl.store.crypto import Cipher
 from noetl.store.db import Connection
+from noetl.telemetry.export import Exporter
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,8 @@ class ServerContext:
     orchestrator: Orchestrator
     cipher: Cipher
     playbooks: PlaybookCache
+    exporter: Exporter | None = None
+    """The event exporter when a sink is configured (``NOETL_EXPORT_CLICKHOUSE_URL``)."""
     folds: Folds = field(default_factory=Folds)
     """Execution states folded for the status API, folded on as events arrive."""
 
