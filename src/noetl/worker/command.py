@@ -25,7 +25,7 @@ from noetl.runtime.credentials import CredentialStore
 from noetl.runtime.report import outcome_events
 from noetl.runtime.runner import Outcome, run_command
 from noetl.store.ports import Lease
-from noetl.tools.base import ChildRunner, Services
+from noetl.tools.base import ChildRunner, Services, Suspended
 from noetl.worker.playbooks import Playbooks
 
 log = logging.getLogger("noetl.worker")
@@ -38,6 +38,9 @@ class Finished:
     lease: Lease
     ok: bool
     events: list[dict[str, Any]]
+    wait: dict[str, Any] | None = None
+    """Set when the run ended waiting (a sub-playbook call): what for; ``events`` is then empty and
+    the command is parked instead of reported (``Orchestrator.suspend``)."""
 
 
 def log_fields(lease: Lease) -> dict[str, object]:
@@ -70,7 +73,17 @@ class CommandRunner:
 
     async def run(self, lease: Lease) -> Finished:
         started = time.perf_counter()
-        outcome = await self._outcome(lease)
+        try:
+            outcome = await self._outcome(lease)
+        except Suspended as waiting:
+            log.debug(
+                "command waits for %s, execution_id=%s command_id=%s",
+                waiting.wait,
+                lease.execution_id,
+                lease.command_id,
+                extra=log_fields(lease),
+            )
+            return Finished(lease, True, [], waiting.wait)
         _log_done(lease, outcome, (time.perf_counter() - started) * 1000)
         return report_of(lease, outcome)
 
