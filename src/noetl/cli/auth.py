@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from noetl.cli.options import log_format_option
 from noetl.errors import UsageError
 
 DATABASE_HELP = "PostgreSQL URL (default: the embedded database under the data directory)."
@@ -138,8 +139,14 @@ def gateway() -> None:
     metavar="URL",
 )
 @database_options
+@log_format_option
 def gateway_start(
-    host: str, port: int, server_url: str, database_url: str | None, data_dir: str | None
+    host: str,
+    port: int,
+    server_url: str,
+    database_url: str | None,
+    data_dir: str | None,
+    log_format: str | None,
 ) -> None:
     """Serve /noetl/* in front of the server until SIGINT/SIGTERM.
 
@@ -153,7 +160,7 @@ def gateway_start(
 
     url = resolve(database_url, data_dir)
     settings = GatewaySettings.from_env(
-        os.environ, host=host, port=port, server_url=server_url, database_url=url
+        os.environ, host=host, port=port, server_url=server_url, database_url=url, log_format=log_format
     )
     click.echo(f"noetl: gateway on http://{host}:{port}/noetl/ -> {server_url}/api/", err=True)
     serve(settings)

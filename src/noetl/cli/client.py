@@ -268,7 +268,7 @@ class Client:
         if self.gateway and path.startswith("/api/"):
             path = "/noetl/" + path.removeprefix("/api/")  # the gateway's public prefix
         try:
-            response = self._http.request(method, path, json=json, params=params)
+            response = self._send(method, path, json=json, params=params)
         except httpx.TransportError as exc:
             raise ServerUnreachable(
                 f"cannot reach the NoETL server at {self.base_url}; start it with `noetl server start` "
@@ -284,6 +284,29 @@ class Client:
                 code="bad_response",
             )
         return body
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Mapping[str, Any] | None,
+        params: Mapping[str, str | int] | None,
+    ) -> httpx.Response:
+        """One request; a refusal by a server still starting on this machine is waited out."""
+        import os
+
+        import httpx
+
+        from noetl.cli import starting
+        from noetl.cli.admin import data_dir
+
+        return starting.patiently(
+            lambda: self._http.request(method, path, json=json, params=params),
+            lambda exc: isinstance(exc, httpx.ConnectError),
+            self.base_url,
+            data_dir(os.environ.get("NOETL_DATA_DIR")),
+        )
 
 
 def _global_gateway() -> tuple[str | None, str | None]:

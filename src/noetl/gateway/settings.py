@@ -21,6 +21,7 @@ ENVIRONMENT = {
     "burst": "NOETL_GATEWAY_BURST",
     "max_body_bytes": "NOETL_GATEWAY_MAX_BODY_BYTES",
     "log_level": "NOETL_LOG_LEVEL",
+    "log_format": "NOETL_LOG_FORMAT",
 }
 
 
@@ -49,6 +50,8 @@ class GatewaySettings:
     timeout_seconds: float = 60.0
     key_cache_seconds: float = 5.0
     log_level: str = "info"
+    log_format: str = "text"
+    """``text`` or ``json`` (one object a line)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], **overrides: object) -> GatewaySettings:

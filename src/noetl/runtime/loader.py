@@ -21,13 +21,13 @@ from noetl.tools.base import check_config
 
 def load(path: str | os.PathLike[str], *, strict: bool = False) -> Playbook:
     """Parse the playbook at ``path`` and check its tasks; PlaybookError on any problem."""
-    playbook = parser.load(path, strict=strict)
+    playbook = parser.load(path, strict=strict, kinds=registry.KINDS)
     check_tools(playbook)
     return playbook
 
 
 def parse(text: str, *, source: str | None = None, strict: bool = False) -> Playbook:
-    playbook = parser.parse(text, source=source, strict=strict)
+    playbook = parser.parse(text, source=source, strict=strict, kinds=registry.KINDS)
     check_tools(playbook)
     return playbook
 
@@ -39,9 +39,10 @@ def check_tools(playbook: Playbook) -> None:
             try:
                 check_config(registry.get(task.kind), task.config, step=step.name, task=task.name)
             except ToolConfigError as exc:
+                where = task.field_locations.get(exc.field or "")
                 raise PlaybookError(
                     exc.message,
-                    location=task.location or step.location,
+                    location=where or task.location or step.location,
                     step=step.name,
                     field=exc.field,
                 ) from None
@@ -59,7 +60,7 @@ class Catalog:
         for directory in self.directories:
             for file in sorted(directory.glob("*.y*ml")):
                 try:
-                    playbook = parser.load(file)
+                    playbook = parser.load(file, kinds=registry.KINDS)
                 except NoetlError:
                     continue  # not a playbook, or a broken one: it cannot be the one asked for
                 index.setdefault(playbook.path, file)

@@ -331,6 +331,7 @@ class _Command:
             credential,
             timeout,
             self.services,
+            self.playbook.path or "",
             resumable=not self.effects,
         )
         if task.kind not in REPLAYABLE_KINDS:

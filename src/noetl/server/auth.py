@@ -23,7 +23,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from noetl.server import problems
 
-OPEN_PATHS = frozenset({"/health"})
+OPEN_PATHS = frozenset({"/health", "/ui", "/ui/", "/ui/config.json"})
+OPEN_PREFIXES = ("/ui/assets/",)
+"""The web UI's files (no data in them; the API calls they make are checked as any other)."""
 PRINCIPAL_HEADER = "x-noetl-principal"
 
 
@@ -36,7 +38,8 @@ class ServiceAuth:
         self.require_token = require_token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") in OPEN_PATHS:
+        path = str(scope.get("path", ""))
+        if scope["type"] != "http" or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             await self.app(scope, receive, send)
             return
         refusal = self._refusal(scope)

@@ -21,6 +21,7 @@ from types import FrameType
 
 from noetl.errors import NoetlError
 from noetl.server.settings import ServerSettings
+from noetl.telemetry import logs
 
 
 def serve(settings: ServerSettings) -> None:
@@ -31,7 +32,7 @@ def serve(settings: ServerSettings) -> None:
     from noetl.server.app import create_app, prepare
     from noetl.store.db import redact
 
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_format)
     embedded = not settings.database_url
     credentials.cipher(settings, embedded=embedded)  # no key: refuse before touching anything
     if embedded and settings.data_dir is None:
@@ -45,18 +46,19 @@ def serve(settings: ServerSettings) -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=logs.uvicorn_config(settings.log_format) or uvicorn.config.LOGGING_CONFIG,
         lifespan="on",
         timeout_graceful_shutdown=int(settings.shutdown_grace) + 1,
     )
     server = uvicorn.Server(config)
-    with _signals_end_quietly():
+    with signals_end_quietly():
         server.run()
     if not server.started:
         raise NoetlError(f"the server did not start on {settings.host}:{settings.port}; see the log above")
 
 
 @contextlib.contextmanager
-def _signals_end_quietly() -> Iterator[None]:
+def signals_end_quietly() -> Iterator[None]:
     """After its graceful shutdown uvicorn re-raises the stopping signal to the handler that was in
     place before it; a no-op handler there makes SIGINT/SIGTERM end the process with exit 0
     instead of a KeyboardInterrupt traceback or death by signal."""
@@ -75,7 +77,10 @@ def _ignore(_signum: int, _frame: FrameType | None) -> None:
     return None
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(level: str, fmt: str = "text") -> None:
+    if fmt != "text":
+        logs.configure(level, fmt)
+        return
     logger = logging.getLogger("noetl")
     if not logger.handlers:
         handler = logging.StreamHandler()

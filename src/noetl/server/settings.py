@@ -41,6 +41,11 @@ ENVIRONMENT = {
     "scheduler_tick": "NOETL_SCHEDULER_TICK",
     "priority_aging_seconds": "NOETL_PRIORITY_AGING_SECONDS",
     "pools_by_kind": "NOETL_POOLS_BY_KIND",
+    "log_format": "NOETL_LOG_FORMAT",
+    "export_clickhouse_url": "NOETL_EXPORT_CLICKHOUSE_URL",
+    "export_clickhouse_database": "NOETL_EXPORT_CLICKHOUSE_DATABASE",
+    "export_batch": "NOETL_EXPORT_BATCH",
+    "export_interval": "NOETL_EXPORT_INTERVAL",
 }
 
 
@@ -69,7 +74,8 @@ class ServerSettings:
     previous_keys: str | None = None
     service_token: str | None = None
     require_token: bool = False
-    reaper_interval: float = 5.0
+    reaper_interval: float = 1.0
+    """Seconds between reaper runs (one indexed query when no lease expired)."""
     poll_seconds: float = 1.0
     pool_min_size: int = 1
     pool_max_size: int = 10
@@ -108,6 +114,16 @@ class ServerSettings:
     pools_by_kind: str = ""
     """Default pool per tool kind for steps without ``spec.pool``, e.g. ``python=cpu,http=io``
     (workers that decide need the same setting: NOETL_POOLS_BY_KIND)."""
+
+    log_format: str = "text"
+    """``text`` or ``json`` (one object a line with execution_id, step, command_id, trace_id)."""
+    export_clickhouse_url: str | None = None
+    """Export every event to this ClickHouse (``http://user:password@host:8123``); off when unset."""
+    export_clickhouse_database: str = "noetl"
+    export_batch: int = 5000
+    """Events per export batch."""
+    export_interval: float = 1.0
+    """Seconds between export polls once the sink has caught up."""
 
     def __post_init__(self) -> None:
         for part in (p.strip() for p in self.queue_depth_by_pool.split(",") if p.strip()):
@@ -166,4 +182,6 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "priority_aging_seconds": float,
     "encryption_key_file": _path,
     "require_token": _bool,
+    "export_batch": int,
+    "export_interval": float,
 }

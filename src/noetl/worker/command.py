@@ -26,6 +26,7 @@ from noetl.runtime.report import outcome_events
 from noetl.runtime.runner import Outcome, run_command
 from noetl.store.ports import Lease
 from noetl.tools.base import ChildRunner, Services, Suspended
+from noetl.tools.sandbox import Sandbox
 from noetl.worker.playbooks import Playbooks
 
 log = logging.getLogger("noetl.worker")
@@ -64,12 +65,14 @@ class CommandRunner:
         python_pool: object,
         extras: dict[str, Any],
         run_child: Callable[..., Any] | None,
+        sandbox: Sandbox | None = None,
     ) -> None:
         self._playbooks = playbooks
         self._credentials = credentials
         self._python_pool = python_pool
         self._extras = extras
         self._run_child = run_child
+        self._sandbox = sandbox
 
     async def run(self, lease: Lease) -> Finished:
         started = time.perf_counter()
@@ -136,7 +139,9 @@ class CommandRunner:
         run_child: ChildRunner | None = None
         if self._run_child is not None:
             run_child = _keyed_child_runner(self._run_child, lease)
-        return Services(python_pool=self._python_pool, run_child=run_child, extras=self._extras)
+        return Services(
+            python_pool=self._python_pool, run_child=run_child, extras=self._extras, sandbox=self._sandbox
+        )
 
 
 def _keyed_child_runner(run_child: Callable[..., Any], lease: Lease) -> ChildRunner:
