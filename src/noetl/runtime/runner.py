@@ -320,6 +320,11 @@ class _Command:
     ) -> JSON:
         tool = registry.get(task.kind)
         check_config(tool, config, step=self.step.name, task=task.name)
+        if task.kind == "playbook" and self.redactor:
+            # A sub-playbook's workload is stored (its execution, events, commands, API answers):
+            # secrets do not cross into it by value (the child names its own credentials).
+            config = cast("dict[str, JSON]", self.redactor.redact(config))
+            arguments = cast("dict[str, JSON]", self.redactor.redact(arguments))
         timeout = task.timeout if task.timeout is not None else self.step.timeout
         call = Call(
             self.execution_id,

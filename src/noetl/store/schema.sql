@@ -483,7 +483,12 @@ CREATE TABLE noetl.export_cursor (
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 
--- ---- 0007_waits: waiting commands hold no slot; finished commands keep no context -------------
+-- ---- 0007_worker_metrics: workers' metrics reported through the registry ---------------------
+-- Workers without a metrics push endpoint report their metrics (Prometheus text) with each
+-- heartbeat; the server's /metrics serves those of live workers (noetl.telemetry.metrics).
+ALTER TABLE noetl.runtime ADD COLUMN metrics text;
+
+-- ---- 0008_waits: waiting commands hold no slot; finished commands keep no context -------------
 -- Commands that wait hold no worker slot, and finished commands keep no context (issue 19).
 --
 -- A command whose task waits for something that needs no CPU (a sub-playbook's end; later a timer

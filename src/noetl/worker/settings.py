@@ -36,6 +36,8 @@ ENVIRONMENT: Final = {
     "task_user": "NOETL_WORKER_TASK_USER",
     "python_scope_depth": "NOETL_WORKER_PYTHON_SCOPE_DEPTH",
     "log_format": "NOETL_LOG_FORMAT",
+    "metrics_push_url": "NOETL_METRICS_PUSH_URL",
+    "metrics_push_interval": "NOETL_METRICS_PUSH_INTERVAL",
 }
 """Field name -> environment variable read by :meth:`WorkerSettings.from_env`."""
 
@@ -85,6 +87,10 @@ class WorkerSettings:
     local runtime keeps its spin (``noetl run``: steps are microseconds apart)."""
     log_format: str = "text"
     """``text`` or ``json`` (one object a line with execution_id, step, command_id)."""
+    metrics_push_url: str | None = None
+    """Push metrics here: VictoriaMetrics' ``…/api/v1/import/prometheus`` or a Prometheus remote-write
+    ``…/api/v1/write``. Unset: metrics go with the heartbeats to the server's ``/metrics``."""
+    metrics_push_interval: float = 10.0
     resources: Mapping[str, int] = field(default_factory=dict)
     """Capacity for steps' ``spec.resources`` (``gpu=2,memory_mb=16000``): a claim takes a command
     only if what it needs fits in this less what the worker's running commands hold."""

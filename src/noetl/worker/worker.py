@@ -50,6 +50,7 @@ from noetl.runtime import placement
 from noetl.runtime.orchestration import Orchestrator
 from noetl.store.ports import Lease
 from noetl.telemetry import logs
+from noetl.telemetry.metrics import Pusher, WorkerMetrics
 from noetl.worker.children import Children
 from noetl.worker.command import CommandRunner, failure, log_fields, report_of
 from noetl.worker.credentials import StoreCredentials, cipher_from
@@ -107,6 +108,7 @@ class Worker:
             size=settings.python_workers, spin_seconds=settings.python_spin_seconds, sandbox=self.sandbox
         )
         self.extras: dict[str, Any] = {}
+        self.metrics = WorkerMetrics()
         self.runner = CommandRunner(
             Playbooks(self.database),
             StoreCredentials(self.database, cipher_from(settings)),
@@ -114,6 +116,7 @@ class Worker:
             extras=self.extras,
             run_child=Children(self.database, self.orchestrator).run,
             sandbox=self.sandbox,
+            metrics=self.metrics,
         )
         self._wake = asyncio.Event()
         self._beat_now = asyncio.Event()  # a cancel notification: heartbeat (and stop lost tasks) now
@@ -137,6 +140,14 @@ class Worker:
                 asyncio.create_task(self.reporter.run()),
                 asyncio.create_task(self._wake_on(stop)),
             ]
+            if self.settings.metrics_push_url:
+                pusher = Pusher(
+                    self.settings.metrics_push_url,
+                    self.worker_id,
+                    self.metrics,
+                    interval=self.settings.metrics_push_interval,
+                )
+                background.append(asyncio.create_task(pusher.run(stop)))
             await self._claim_until(stop)
             await self._drain(hurry or asyncio.Event())
         except DatabaseUnavailable as exc:
@@ -210,9 +221,10 @@ class Worker:
         from noetl.store import commands
 
         settings = self.settings
-        return await commands.claim(
-            conn, self.worker_id, list(settings.pools), limit, settings.lease_seconds, settings.resources
-        )
+        with self.metrics.claim_seconds.time():
+            return await commands.claim(
+                conn, self.worker_id, list(settings.pools), limit, settings.lease_seconds, settings.resources
+            )
 
     async def _listen(self, stop: asyncio.Event) -> None:
         """Wake the claim loop on ``noetl_commands`` for one of our pools, and the heartbeat on
@@ -308,6 +320,7 @@ class Worker:
     def _lose(self, slot: _Slot) -> None:
         """The queue no longer leases ``slot`` to us: stop its task, drop its report, free the slot."""
         slot.lost = True
+        self.metrics.leases_lost.inc()
         log.warning(
             "lease lost (execution cancelled or lease expired): stopping execution_id=%s step=%s "
             "command_id=%s attempt=%d",
@@ -355,7 +368,8 @@ class Worker:
         lost: set[str] = set()
         if command_ids:
             lost = await commands.heartbeat(conn, self.worker_id, command_ids, settings.lease_seconds)
-        if not await workers.heartbeat(conn, self.worker_id):
+        report = None if settings.metrics_push_url else self.metrics.text()
+        if not await workers.heartbeat(conn, self.worker_id, report):
             await self._registration(conn)  # removed from the registry (e.g. by an operator): rejoin
         return lost
 
@@ -464,6 +478,8 @@ def main(settings: WorkerSettings) -> int:
         logs.configure("info", "json")
     elif not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for name in ("httpx", "httpcore"):  # their INFO lines carry full URLs, secrets in queries included
+        logging.getLogger(name).setLevel(logging.WARNING)
 
     async def serve() -> None:
         stop, hurry = asyncio.Event(), asyncio.Event()
