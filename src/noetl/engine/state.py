@@ -82,6 +82,8 @@ class StepState:
     output_error: dict[str, Any] | None = None
     done_seq: int = 0
     loop: LoopState | None = None
+    order: int = 0
+    """When the step first appeared in the state (the order :attr:`State.steps` keeps)."""
 
     def copy(self) -> StepState:
         loop = self.loop
@@ -107,6 +109,7 @@ class StepState:
             self.output_error,
             self.done_seq,
             loop,
+            self.order,
         )
 
 
@@ -144,6 +147,9 @@ class State:
     last_event_id: int = 0
     priority: int | None = None
     """The execute request's ``priority`` (``playbook.initialized``), None when it gave none."""
+    armed: dict[str, None] = field(default_factory=dict)
+    """The steps whose ``armed`` is set, so that settling looks at those only, not at every step
+    that ran (a chain of 10,000 steps; issue 17)."""
 
     @property
     def terminal(self) -> bool:
@@ -152,7 +158,7 @@ class State:
     def step(self, name: str) -> StepState:
         st = self.steps.get(name)
         if st is None:
-            st = self.steps[name] = StepState()
+            st = self.steps[name] = StepState(order=len(self.steps))
         return st
 
     def fork(self) -> State:
@@ -181,6 +187,7 @@ class State:
             self.event_count,
             self.last_event_id,
             self.priority,
+            dict(self.armed),
         )
 
 
@@ -223,6 +230,7 @@ def _step_enter(state: State, e: ev.Event) -> None:
     st.status = RUNNING
     st.runs += 1
     st.armed = False
+    state.armed.pop(e.step, None)
     st.error = None
     st.output_error = None
     loop = e.data.get("loop")
@@ -314,11 +322,13 @@ def _step_skipped(state: State, e: ev.Event) -> None:
     st = state.step(e.step)
     st.status = SKIPPED
     st.armed = False
+    state.armed.pop(e.step, None)
 
 
 def _next_evaluated(state: State, e: ev.Event) -> None:
     for target in e.data.get("fired") or ():
         state.step(target).armed = True
+        state.armed[target] = None
     unhandled = e.data.get("unhandled")
     if unhandled:
         state.failures.append(dict(unhandled))

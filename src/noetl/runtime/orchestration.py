@@ -127,6 +127,7 @@ class Orchestrator:
         parent_key: str | None = None,
         priority: int | None = None,
         inherited_priority: int | None = None,
+        playbook: Playbook | None = None,
         lineage: Mapping[str, Any] | None = None,
     ) -> int:
         """Create an execution of ``entry`` and dispatch its entry step, in one transaction.
@@ -139,8 +140,12 @@ class Orchestrator:
         the command is running again after its lease expired - that child's id is returned and
         nothing new is started. ``priority`` (the execute request's) replaces the playbook's
         ``executor.spec.priority``; ``inherited_priority`` (a sub-playbook's: the calling command's)
-        does so only when the playbook sets none."""
-        playbook = self._parse(entry)
+        does so only when the playbook sets none. ``playbook`` is ``entry`` parsed already (the
+        server's cache parsed it off the event loop); without it, ``entry`` is parsed here."""
+        if playbook is None:
+            playbook = self._parse(entry)
+        else:
+            self._keep(entry.catalog_id, playbook)
         if priority is None and inherited_priority and not playbook.executor.priority:
             priority = inherited_priority
         execution_id = ids.new_id()
@@ -463,10 +468,14 @@ class Orchestrator:
         playbook = self._playbooks.get(entry.catalog_id)
         if playbook is None:
             playbook = loader.parse(entry.content, source=entry.path)
-            self._playbooks[entry.catalog_id] = playbook
-            while len(self._playbooks) > self._cache_size:
-                self._playbooks.popitem(last=False)
+            self._keep(entry.catalog_id, playbook)
         return playbook
+
+    def _keep(self, catalog_id: int, playbook: Playbook) -> None:
+        self._playbooks[catalog_id] = playbook
+        self._playbooks.move_to_end(catalog_id)
+        while len(self._playbooks) > self._cache_size:
+            self._playbooks.popitem(last=False)
 
     # -- cancellation, replay ---------------------------------------------------------------------
 

@@ -199,7 +199,7 @@ workflow:
     tool: {kind: noop}
     next: {arcs: [{step: join}]}
   - step: join
-    tool: {kind: noop}
+    tool: {kind: noop, input: {both: "{{ left }} {{ right }}"}}
 """
 
 
@@ -212,6 +212,8 @@ def test_fan_in_barrier_waits_for_both_branches():
     d = sim.complete(sim.cmd("right"), "R")
     assert [c.step for c in d.commands] == ["join"]
     assert d.commands[0].context["left"] == "L" and d.commands[0].context["right"] == "R"
+    # a command carries the results its step can name, not every result so far (issue 17)
+    assert "start" not in d.commands[0].context and set(d.commands[0].context["steps"]) == {"left", "right"}
     d = sim.complete(sim.cmd("join"))
     assert d.events[-1].name == ev.PLAYBOOK_COMPLETED
 
