@@ -300,6 +300,15 @@ def server() -> None:
     envvar="NOETL_LOG_LEVEL",
     show_envvar=True,
 )
+@click.option(
+    "--insecure-loopback",
+    is_flag=True,
+    default=None,
+    envvar="NOETL_SERVER_INSECURE_LOOPBACK",
+    show_envvar=True,
+    help="DEVELOPMENT ONLY: serve loopback clients that send no service token (any local process, "
+    "user code included, can then use the API).",
+)
 @log_format_option
 def server_start(
     host: str,
@@ -308,6 +317,7 @@ def server_start(
     data_dir: str | None,
     encryption_key_file: str | None,
     log_level: str,
+    insecure_loopback: bool | None,
     log_format: str | None,
 ) -> None:
     """Serve the API until Ctrl-C or SIGTERM; migrates the database first."""
@@ -320,6 +330,7 @@ def server_start(
         data=data_dir,
         key_file=encryption_key_file,
         log_level=log_level.lower(),
+        insecure_loopback=insecure_loopback,
         log_format=log_format,
     )
 
