@@ -146,6 +146,8 @@ class _Builder:
         self.command_spans: dict[str, SpanRecord] = {}
         self.attempts: dict[str, SpanRecord] = {}  # the open attempt of each command
         self.attempt_counts: dict[str, int] = {}
+        self._since: dict[str, float] = {}  # when the command's current attempt can have begun
+        self._call_ms: dict[str, float] = {}  # the last call's own duration, per command
         self.out: list[SpanRecord] = [self.root]
         self.dropped = 0
 
@@ -172,12 +174,14 @@ class _Builder:
             self._open_command(str(command_id), str(step), at, data)
         elif kind == "command.started" and command_id:
             self._open_attempt(str(command_id), at)
-        elif kind == "call.done" and command_id:
-            self._tries(str(command_id), data)
+        elif kind in ("call.done", "call.error") and command_id:
+            self._call(str(command_id), data)
         elif kind in ENDS and command_id:
             self._end_command(str(command_id), at, ENDS[kind], data)
         elif kind == "command.reissued" and command_id:
+            self._ensure_attempt(str(command_id), self._since.get(str(command_id), at))
             self._end_attempt(str(command_id), at, "error", "lease expired: the command runs again")
+            self._since[str(command_id)] = at
         elif kind in ("step.exit", "loop.done", "step.failed", "step.skipped") and step:
             self._touch_step(str(step), at, "error" if kind == "step.failed" else None)
         elif kind in TERMINAL:
@@ -224,6 +228,7 @@ class _Builder:
             attributes,
         )
         self.command_spans[command_id] = span
+        self._since[command_id] = at
         self._add(span)
 
     def _open_attempt(self, command_id: str, at: float) -> None:
@@ -248,10 +253,18 @@ class _Builder:
             return
         self.out.append(span)
 
-    def _tries(self, command_id: str, data: Mapping[str, Any]) -> None:
+    def _call(self, command_id: str, data: Mapping[str, Any]) -> None:
         command = self.command_spans.get(command_id)
         if command is not None and isinstance(data.get("attempts"), int):
             command.attributes["noetl.retries"] = max(int(data["attempts"]) - 1, 0)
+        if isinstance(data.get("duration_ms"), int | float):
+            self._call_ms[command_id] = float(data["duration_ms"])
+
+    def _ensure_attempt(self, command_id: str, start: float) -> None:
+        """The distributed runtime records no ``command.started``: an attempt then spans from what the
+        log allows (the call's own duration before its end, else the issue or the last re-issue)."""
+        if command_id not in self.attempts:
+            self._open_attempt(command_id, start)
 
     def _end_attempt(self, command_id: str, at: float, status: str, message: str) -> None:
         attempt = self.attempts.pop(command_id, None)
@@ -259,6 +272,8 @@ class _Builder:
             attempt.end, attempt.status, attempt.message = at, status, message
 
     def _end_command(self, command_id: str, at: float, status: str, data: Mapping[str, Any]) -> None:
+        if command_id not in self.attempts and command_id in self._call_ms:
+            self._ensure_attempt(command_id, at - self._call_ms[command_id] / 1000)
         self._end_attempt(command_id, at, status, _message(data))
         command = self.command_spans.get(command_id)
         if command is None:
