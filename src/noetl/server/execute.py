@@ -45,8 +45,14 @@ async def execute(body: ExecuteRequest, server: Server) -> dict[str, Any]:
     payload = body.payload if body.payload is not None else body.workload
     await check_payload(server, entry, payload)
     await admit(server, entry)
+    async with server.pool.connection() as conn:  # parsed off the event loop (a big playbook takes a while)
+        playbook = await server.playbooks.get(conn, entry.catalog_id)
     execution_id = await server.orchestrator.start(
-        entry, payload, parent_execution_id=body.parent_execution_id, priority=body.priority
+        entry,
+        payload,
+        parent_execution_id=body.parent_execution_id,
+        priority=body.priority,
+        playbook=playbook,
     )
     async with server.pool.connection() as conn:
         row = await executions.get(conn, execution_id)
