@@ -25,11 +25,12 @@ import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from contextlib import contextmanager
-from typing import Any, Final
-
-from jinja2 import nodes
+from typing import TYPE_CHECKING, Any, Final
 
 from noetl.errors import TemplateError
+
+if TYPE_CHECKING:  # Jinja2 is imported with the first template, not with this module (start-up time)
+    from jinja2 import nodes
 
 MAX_OPERATIONS: Final = 1_000_000
 MAX_OUTPUT: Final = 10_000_000
@@ -43,6 +44,8 @@ _FORMAT_WIDTH = re.compile(r"%[-+ #0]*(\d+)|\{[^{}]*?:[^{}]*?(\d+)[^{}]*\}")
 
 
 _CONTAINERS: Final = frozenset({list, tuple, dict, set, frozenset})
+_BYTES_PER_OPERATION: Final = 1024
+"""Building a string or list costs one operation per this many characters or items, on top of one."""
 
 
 class BudgetExceeded(TemplateError):
@@ -120,6 +123,8 @@ def tick() -> None:
 
 def instrument_tree(tree: nodes.Node) -> None:
     """Route every ``for`` loop's iterable and every ``~`` concatenation of ``tree`` through the budget."""
+    from jinja2 import nodes
+
     for node in tree.find_all(nodes.For):
         assert isinstance(node, nodes.For)
         node.iter = nodes.Filter(node.iter, ITERATE, [], [], None, None, lineno=node.lineno)
@@ -127,6 +132,8 @@ def instrument_tree(tree: nodes.Node) -> None:
 
 
 def _replace_concat(node: nodes.Node) -> None:
+    from jinja2 import nodes
+
     for field in node.fields:
         value = getattr(node, field, None)
         if isinstance(value, nodes.Concat):
@@ -143,6 +150,8 @@ def _replace_concat(node: nodes.Node) -> None:
 
 
 def _concat_call(node: nodes.Concat) -> nodes.Filter:
+    from jinja2 import nodes
+
     return nodes.Filter(
         nodes.List(node.nodes, lineno=node.lineno), CONCAT, [], [], None, None, lineno=node.lineno
     )
@@ -159,7 +168,10 @@ def iterate(values: Iterable[Any]) -> Iterator[Any]:
 def concat(parts: list[Any]) -> str:
     """The ``~`` hook: the joined text, refused when too long."""
     texts = [str(part) for part in parts]
-    current().check_size(sum(len(text) for text in texts), "a concatenated string")
+    size = sum(len(text) for text in texts)
+    budget = current()
+    budget.check_size(size, "a concatenated string")
+    budget.spend(size // _BYTES_PER_OPERATION)
     return "".join(texts)
 
 
@@ -254,6 +266,7 @@ def binop(operator: str, left: Any, right: Any) -> None:
         for sequence, times in ((left, right), (right, left)):
             if isinstance(sequence, str | bytes | list | tuple) and type(times) is int:
                 budget.check_size(len(sequence) * times, "a repeated sequence")
+                budget.spend(len(sequence) * max(times, 0) // _BYTES_PER_OPERATION)
     elif operator == "**":
         if type(left) is int and type(right) is int and right > 0 and abs(left) > 1:
             digits = right * math.log10(abs(left))
@@ -261,6 +274,7 @@ def binop(operator: str, left: Any, right: Any) -> None:
     elif operator == "+":
         if isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
             budget.check_size(len(left) + len(right), "a concatenation")
+            budget.spend((len(left) + len(right)) // _BYTES_PER_OPERATION)
     elif operator == "%" and isinstance(left, str):
         _check_text_call(budget, "format", (left,), {})
 
