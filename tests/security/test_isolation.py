@@ -45,12 +45,11 @@ def cluster(pg_database: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     root = tmp_path_factory.mktemp("isolated")
     env = {
         "NOETL_SERVICE_TOKEN": TOKEN,
-        "NOETL_SERVER_REQUIRE_TOKEN": "true",
         "NOETL_WORKER_TASK_USER": TASK_USER,
         "NOETL_WORKER_PYTHON_WORKERS": "1",  # one warm child: scopes must not share it
         "NOETL_LOG_LEVEL": "info",
     }
-    with running_cluster(pg_database, root, workers=1, env=env) as running:
+    with running_cluster(pg_database, root, workers=1, env=env, insecure_loopback=False) as running:
         yield running
 
 

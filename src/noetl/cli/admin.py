@@ -61,6 +61,7 @@ def start_server(
     data: str | None,
     key_file: str | None,
     log_level: str | None,
+    insecure_loopback: bool | None = None,
     log_format: str | None = None,
 ) -> None:
     """``noetl server start``: serve the HTTP API until SIGINT/SIGTERM."""
@@ -75,6 +76,7 @@ def start_server(
         "data_dir": Path(data).expanduser() if data else None,
         "encryption_key_file": Path(key_file).expanduser() if key_file else None,
         "log_level": log_level,
+        "insecure_loopback": insecure_loopback,
         "log_format": log_format,
     }
     settings = replace(settings, **{k: v for k, v in flags.items() if v is not None})

@@ -152,15 +152,25 @@ def gateway_start(
 
     JWT settings, the service token and rate limits come from NOETL_GATEWAY_JWT_SECRET,
     NOETL_GATEWAY_JWKS_URL, NOETL_GATEWAY_JWT_AUDIENCE, NOETL_GATEWAY_JWT_ISSUER, NOETL_SERVICE_TOKEN,
-    NOETL_GATEWAY_RATE, NOETL_GATEWAY_BURST and NOETL_GATEWAY_MAX_BODY_BYTES.
+    NOETL_GATEWAY_RATE, NOETL_GATEWAY_BURST, NOETL_GATEWAY_MAX_BODY_BYTES, NOETL_GATEWAY_PREAUTH_RATE,
+    NOETL_GATEWAY_TRUSTED_PROXIES. Without NOETL_SERVICE_TOKEN a gateway in front of a server on
+    this machine reads the server's service.token from the data directory.
     """
+    from noetl.cli.admin import data_dir as directory
     from noetl.cli.admin import database_url as resolve
     from noetl.gateway.main import serve
     from noetl.gateway.settings import GatewaySettings
+    from noetl.store import servicetoken
 
     url = resolve(database_url, data_dir)
     settings = GatewaySettings.from_env(
-        os.environ, host=host, port=port, server_url=server_url, database_url=url, log_format=log_format
+        os.environ,
+        host=host,
+        port=port,
+        server_url=server_url,
+        database_url=url,
+        log_format=log_format,
+        service_token_file=servicetoken.path(directory(data_dir)),
     )
     click.echo(f"noetl: gateway on http://{host}:{port}/noetl/ -> {server_url}/api/", err=True)
     serve(settings)

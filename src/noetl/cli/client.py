@@ -107,6 +107,8 @@ class Client:
             gateway, api_key = _global_gateway()
         self.gateway = bool(gateway)
         self.base_url = (gateway or base_url).rstrip("/")
+        if not gateway and api_key is None:
+            api_key = service_token(self.base_url)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers)
 
@@ -307,6 +309,34 @@ class Client:
             self.base_url,
             data_dir(os.environ.get("NOETL_DATA_DIR")),
         )
+
+
+def service_token(server_url: str) -> str | None:
+    """The token to send to the server itself: ``NOETL_SERVICE_TOKEN``, else - for a server on
+    this machine - the ``service.token`` it created in the data directory (``NOETL_DATA_DIR``)."""
+    import os
+    from urllib.parse import urlsplit
+
+    from noetl.cli.admin import data_dir
+    from noetl.store import servicetoken
+
+    configured = os.environ.get("NOETL_SERVICE_TOKEN")
+    if configured:
+        return configured
+    if not _loopback(urlsplit(server_url).hostname or ""):
+        return None  # never hand this machine's token to another host
+    return servicetoken.read(data_dir(os.environ.get("NOETL_DATA_DIR")))
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _global_gateway() -> tuple[str | None, str | None]:

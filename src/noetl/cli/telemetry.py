@@ -13,7 +13,6 @@ from typing import Any
 
 import click
 
-from noetl.cli import remote
 from noetl.cli.main import client, json_option, server_url_option
 
 
@@ -62,6 +61,8 @@ def export_backfill(since: str | None, window: str | None, server_url: str) -> N
 def stats(path: str, window: str, server_url: str, as_json: bool) -> None:
     """Per-step duration (p50/p95/max), failure and retry rates of PATH's executions."""
     from urllib.parse import quote
+
+    from noetl.cli import remote  # not at module level: `noetl run` must not load the client
 
     with client(server_url) as api:
         found = api.request("GET", f"/api/stats/{quote(path, safe='/')}", params={"window": window})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from noetl.errors import UsageError
 
@@ -40,6 +41,9 @@ class GatewaySettings:
     port: int = 8080
     server_url: str = "http://127.0.0.1:8082"
     service_token: str | None = None
+    service_token_file: Path | None = None
+    """Where the server keeps the token it created (read when ``service_token`` is not set and
+    the server is on this machine)."""
     jwt_secret: str | None = None
     jwks_url: str | None = None
     jwt_audience: str | None = None

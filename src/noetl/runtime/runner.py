@@ -155,6 +155,8 @@ class _Command:
         self.status: Literal["ok", "error"] = "ok"
         self.error: dict[str, JSON] | None = None
         self.failed_task: str | None = None
+        self.effects = False
+        """A task other than a sub-playbook call ran: running the command again would repeat it."""
 
     # ---- control flow ------------------------------------------------------------------------------
 
@@ -347,7 +349,10 @@ class _Command:
             timeout,
             self.services,
             self.playbook.path or "",
+            resumable=not self.effects,
         )
+        if task.kind not in REPLAYABLE_KINDS:
+            self.effects = True
         if timeout is None:
             return await tool.run(call)
         remaining = timeout if deadline is None else max(deadline - time.monotonic(), 0.0)
@@ -380,7 +385,7 @@ class _Command:
                 found = await self.store.get(name, self.use)
             self.credentials[name] = found
             self.redactor.add_data(found.get("data"))
-        return found
+        return found if "name" in found else {**found, "name": name}  # tools name it in errors
 
     def _keychain(self) -> Keychain | None:
         if self.keychain is None and self.playbook.keychain:
@@ -435,6 +440,8 @@ class _Command:
 
 
 _ABSENT = object()
+REPLAYABLE_KINDS = frozenset({"playbook"})
+"""Tool kinds a command may run again at no cost: a sub-playbook call attaches to its child."""
 
 
 def _render_fields(

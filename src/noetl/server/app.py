@@ -84,7 +84,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
     )
     problems.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(auth.ServiceAuth, token=settings.service_token, require_token=settings.require_token)
+    app.add_middleware(
+        auth.ServiceAuth, token=settings.service_token, insecure_loopback=settings.insecure_loopback
+    )
     for router in ROUTERS:
         app.include_router(router)
     app.mount("/ui/assets", ui.assets(), name="ui-assets")

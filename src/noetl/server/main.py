@@ -37,6 +37,7 @@ def serve(settings: ServerSettings) -> None:
     credentials.cipher(settings, embedded=embedded)  # no key: refuse before touching anything
     if embedded and settings.data_dir is None:
         settings = dataclasses.replace(settings, data_dir=credentials.data_dir(settings))
+    settings = _with_service_token(settings)
     settings = asyncio.run(prepare(settings))
     assert settings.database_url is not None
     if embedded:
@@ -55,6 +56,26 @@ def serve(settings: ServerSettings) -> None:
         server.run()
     if not server.started:
         raise NoetlError(f"the server did not start on {settings.host}:{settings.port}; see the log above")
+
+
+def _with_service_token(settings: ServerSettings) -> ServerSettings:
+    """The settings with a service token: the configured one, else the data directory's (created
+    on first start), which the CLI and the gateway on this machine read from the same file."""
+    from noetl.server import credentials
+    from noetl.store import servicetoken
+
+    if settings.insecure_loopback:
+        print(
+            "noetl: WARNING --insecure-loopback: loopback clients without a token are served "
+            "(development only: any local process, user code included, can use the API)",
+            file=sys.stderr,
+        )
+    if settings.service_token:
+        return settings
+    directory = credentials.data_dir(settings)
+    token = servicetoken.ensure(directory)
+    print(f"noetl: the service token is in {servicetoken.path(directory)}", file=sys.stderr)
+    return dataclasses.replace(settings, service_token=token)
 
 
 @contextlib.contextmanager

@@ -27,7 +27,7 @@ ENVIRONMENT = {
     "encryption_key_file": "NOETL_ENCRYPTION_KEY_FILE",
     "previous_keys": "NOETL_ENCRYPTION_PREVIOUS_KEYS",
     "service_token": "NOETL_SERVICE_TOKEN",
-    "require_token": "NOETL_SERVER_REQUIRE_TOKEN",
+    "insecure_loopback": "NOETL_SERVER_INSECURE_LOOPBACK",
     "reaper_interval": "NOETL_REAPER_INTERVAL",
     "poll_seconds": "NOETL_ORCHESTRATOR_POLL_SECONDS",
     "pool_max_size": "NOETL_SERVER_POOL_SIZE",
@@ -60,9 +60,11 @@ class ServerSettings:
     while ``noetl credential rotate-key`` runs. ``orchestrate`` and ``reap`` switch the
     background tasks (a read-only API replica may run without them).
 
-    Access: requests from loopback are served as they come; any other client must send
-    ``Authorization: Bearer <service_token>`` (the gateway and remote workers do). With
-    ``require_token`` even loopback clients must send it. ``/health`` is always open.
+    Access: every client must send ``Authorization: Bearer <service_token>`` (the gateway, the CLI
+    and remote workers do), loopback ones included; without a configured ``service_token`` the
+    server uses the ``service.token`` file of its data directory, created on first start
+    (``noetl.store.servicetoken``). ``insecure_loopback`` - a development flag - serves loopback
+    clients that send no token at all. ``/health`` is always open.
     """
 
     host: str = DEFAULT_HOST
@@ -73,7 +75,7 @@ class ServerSettings:
     encryption_key_file: Path | None = None
     previous_keys: str | None = None
     service_token: str | None = None
-    require_token: bool = False
+    insecure_loopback: bool = False
     reaper_interval: float = 1.0
     """Seconds between reaper runs (one indexed query when no lease expired)."""
     poll_seconds: float = 1.0
@@ -181,7 +183,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "scheduler_tick": float,
     "priority_aging_seconds": float,
     "encryption_key_file": _path,
-    "require_token": _bool,
+    "insecure_loopback": _bool,
     "export_batch": int,
     "export_interval": float,
 }

@@ -25,7 +25,8 @@ from noetl.runtime.credentials import CredentialStore
 from noetl.runtime.report import outcome_events
 from noetl.runtime.runner import Outcome, run_command
 from noetl.store.ports import Lease
-from noetl.tools.base import ChildRunner, Services
+from noetl.telemetry.metrics import WorkerMetrics
+from noetl.tools.base import ChildRunner, Services, Suspended
 from noetl.tools.sandbox import Sandbox
 from noetl.worker.playbooks import Playbooks
 
@@ -39,6 +40,9 @@ class Finished:
     lease: Lease
     ok: bool
     events: list[dict[str, Any]]
+    wait: dict[str, Any] | None = None
+    """Set when the run ended waiting (a sub-playbook call): what for; ``events`` is then empty and
+    the command is parked instead of reported (``Orchestrator.suspend``)."""
 
 
 def log_fields(lease: Lease) -> dict[str, object]:
@@ -63,6 +67,7 @@ class CommandRunner:
         extras: dict[str, Any],
         run_child: Callable[..., Any] | None,
         sandbox: Sandbox | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self._playbooks = playbooks
         self._credentials = credentials
@@ -70,12 +75,36 @@ class CommandRunner:
         self._extras = extras
         self._run_child = run_child
         self._sandbox = sandbox
+        self._metrics = metrics
 
     async def run(self, lease: Lease) -> Finished:
         started = time.perf_counter()
-        outcome = await self._outcome(lease)
-        _log_done(lease, outcome, (time.perf_counter() - started) * 1000)
+        try:
+            outcome = await self._outcome(lease)
+        except Suspended as waiting:
+            log.debug(
+                "command waits for %s, execution_id=%s command_id=%s",
+                waiting.wait,
+                lease.execution_id,
+                lease.command_id,
+                extra=log_fields(lease),
+            )
+            return Finished(lease, True, [], waiting.wait)
+        seconds = time.perf_counter() - started
+        _log_done(lease, outcome, seconds * 1000)
+        if self._metrics is not None:
+            kind = await self._tool_kind(lease)
+            result = "ok" if outcome.status == "ok" else str((outcome.error or {}).get("kind") or "error")
+            self._metrics.command(kind, lease.pool, result, seconds)
         return report_of(lease, outcome)
+
+    async def _tool_kind(self, lease: Lease) -> str:
+        """The step's tool kind (``http+python`` for a pipeline), for metrics; ``unknown`` if gone."""
+        try:
+            step = (await self._playbooks.get(lease.catalog_id)).steps.get(lease.step)
+        except NoetlError:
+            return "unknown"
+        return "+".join(task.kind for task in step.tool) if step is not None else "unknown"
 
     async def _outcome(self, lease: Lease) -> Outcome:
         try:

@@ -15,7 +15,9 @@ has no inbound port. Its life:
    lock is free, and the commands that decision produces are leased to this worker up to its free
    slots and run at once, with no claim round trip.
 4. **Run** each lease as an asyncio task (:class:`~noetl.worker.command.CommandRunner`) and hand
-   the outcome to the :class:`~noetl.worker.reporter.Reporter`, which records it in the queue.
+   the outcome to the :class:`~noetl.worker.reporter.Reporter`, which records it in the queue. A
+   run that waits for a sub-playbook is parked instead (``Orchestrator.suspend``): the slot frees
+   at once and the command comes back through the queue when the child ends.
 5. **Heartbeat** every ``heartbeat_seconds`` (5 s by default), and at once on a ``noetl_cancelled``
    notification naming this worker: extend the leases held, and stop the local task of any
    command the queue no longer leases to this worker (its execution was cancelled, or the lease
@@ -37,6 +39,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final
@@ -47,13 +50,14 @@ from noetl.runtime import placement
 from noetl.runtime.orchestration import Orchestrator
 from noetl.store.ports import Lease
 from noetl.telemetry import logs
+from noetl.telemetry.metrics import Pusher, WorkerMetrics
 from noetl.worker.children import Children
 from noetl.worker.command import CommandRunner, failure, log_fields, report_of
 from noetl.worker.credentials import StoreCredentials, cipher_from
 from noetl.worker.database import Database, DatabaseUnavailable
 from noetl.worker.playbooks import Playbooks
 from noetl.worker.reporter import Reporter
-from noetl.worker.settings import WorkerSettings
+from noetl.worker.settings import WorkerSettings, tool_extras
 
 log = logging.getLogger("noetl.worker")
 
@@ -103,7 +107,8 @@ class Worker:
         self.python_pool = PythonPool(
             size=settings.python_workers, spin_seconds=settings.python_spin_seconds, sandbox=self.sandbox
         )
-        self.extras: dict[str, Any] = {}
+        self.extras: dict[str, Any] = tool_extras(settings)
+        self.metrics = WorkerMetrics()
         self.runner = CommandRunner(
             Playbooks(self.database),
             StoreCredentials(self.database, cipher_from(settings)),
@@ -111,6 +116,7 @@ class Worker:
             extras=self.extras,
             run_child=Children(self.database, self.orchestrator).run,
             sandbox=self.sandbox,
+            metrics=self.metrics,
         )
         self._wake = asyncio.Event()
         self._beat_now = asyncio.Event()  # a cancel notification: heartbeat (and stop lost tasks) now
@@ -134,6 +140,14 @@ class Worker:
                 asyncio.create_task(self.reporter.run()),
                 asyncio.create_task(self._wake_on(stop)),
             ]
+            if self.settings.metrics_push_url:
+                pusher = Pusher(
+                    self.settings.metrics_push_url,
+                    self.worker_id,
+                    self.metrics,
+                    interval=self.settings.metrics_push_interval,
+                )
+                background.append(asyncio.create_task(pusher.run(stop)))
             await self._claim_until(stop)
             await self._drain(hurry or asyncio.Event())
         except DatabaseUnavailable as exc:
@@ -207,9 +221,10 @@ class Worker:
         from noetl.store import commands
 
         settings = self.settings
-        return await commands.claim(
-            conn, self.worker_id, list(settings.pools), limit, settings.lease_seconds, settings.resources
-        )
+        with self.metrics.claim_seconds.time():
+            return await commands.claim(
+                conn, self.worker_id, list(settings.pools), limit, settings.lease_seconds, settings.resources
+            )
 
     async def _listen(self, stop: asyncio.Event) -> None:
         """Wake the claim loop on ``noetl_commands`` for one of our pools, and the heartbeat on
@@ -261,8 +276,26 @@ class Worker:
         except Exception as exc:  # the runner reports every problem itself; this is a last resort
             log.exception("command runner failed", extra=log_fields(slot.lease))
             report = report_of(slot.lease, failure("internal", f"{type(exc).__name__}: {exc}"))
-        if not slot.lost:
+        if report.wait is not None:
+            await self._park(slot, report.wait)
+        elif not slot.lost:
             self.reporter.submit(report)
+
+    async def _park(self, slot: _Slot, wait: dict[str, Any]) -> None:
+        """The run waits (a sub-playbook call): park the command in the queue, free the slot."""
+        lease = slot.lease
+        status = None
+        if not slot.lost:
+            try:
+                status = await self.database.run(
+                    "parking a waiting command",
+                    lambda conn: self.orchestrator.suspend(conn, lease, self.worker_id, wait, time.time()),
+                )
+            except Exception:  # the lease expires and the command runs again: nothing is lost
+                log.exception("could not park a waiting command", extra=log_fields(lease))
+        if status is None and not slot.lost:
+            log.warning("waiting command not parked (lease lost or execution ended)", extra=log_fields(lease))
+        self._settled(lease)
 
     def _budget(self, reports: int) -> int:
         """Slots free once ``reports`` reports land, less those a claim in flight may fill; none
@@ -287,6 +320,7 @@ class Worker:
     def _lose(self, slot: _Slot) -> None:
         """The queue no longer leases ``slot`` to us: stop its task, drop its report, free the slot."""
         slot.lost = True
+        self.metrics.leases_lost.inc()
         log.warning(
             "lease lost (execution cancelled or lease expired): stopping execution_id=%s step=%s "
             "command_id=%s attempt=%d",
@@ -334,7 +368,8 @@ class Worker:
         lost: set[str] = set()
         if command_ids:
             lost = await commands.heartbeat(conn, self.worker_id, command_ids, settings.lease_seconds)
-        if not await workers.heartbeat(conn, self.worker_id):
+        report = None if settings.metrics_push_url else self.metrics.text()
+        if not await workers.heartbeat(conn, self.worker_id, report):
             await self._registration(conn)  # removed from the registry (e.g. by an operator): rejoin
         return lost
 
