@@ -102,6 +102,15 @@ def _ms_since(started: float) -> float:
     return (time.perf_counter() - started) * 1000.0
 
 
+def _exhausted(error: dict[str, JSON] | None, task: str, attempts: int) -> dict[str, JSON]:
+    """The last attempt's error, saying how many attempts ran before the retries gave up."""
+    runs = f"{attempts} attempt" + ("s" if attempts != 1 else "")
+    base = dict(error) if error else _error("policy", f"task '{task}': retry attempts exhausted")
+    base["message"] = f"{base.get('message', '')} (gave up after {runs})"
+    base["attempts"] = attempts
+    return base
+
+
 def _error(kind: str, message: str, retryable: bool = False) -> dict[str, JSON]:
     return {"kind": kind, "message": message, "retryable": retryable}
 
@@ -184,8 +193,7 @@ class _Command:
                     await asyncio.sleep(policy.retry_delay(rule, attempt))
                     attempt += 1
                     continue
-                exhausted = _error("policy", f"task '{task.name}': retry attempts exhausted")
-                return self.fail(run.error or exhausted, task.name)
+                return self.fail(_exhausted(run.error, task.name, attempt), task.name)
             attempt = 1
             if action == "fail":
                 failed = _error("policy", f"task '{task.name}' failed by policy rule")
