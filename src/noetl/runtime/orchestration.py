@@ -123,6 +123,7 @@ class Orchestrator:
         priority: int | None = None,
         inherited_priority: int | None = None,
         lineage: Mapping[str, Any] | None = None,
+        principal: Mapping[str, Any] | None = None,
     ) -> int:
         """Create an execution of ``entry`` and dispatch its entry step, in one transaction.
 
@@ -134,7 +135,8 @@ class Orchestrator:
         the command is running again after its lease expired - that child's id is returned and
         nothing new is started. ``priority`` (the execute request's) replaces the playbook's
         ``executor.spec.priority``; ``inherited_priority`` (a sub-playbook's: the calling command's)
-        does so only when the playbook sets none."""
+        does so only when the playbook sets none. ``principal`` (``{name, role, paths}``) is who
+        the execution runs for (a child started by a call copies its parent's instead)."""
         playbook = self._parse(entry)
         if priority is None and inherited_priority and not playbook.executor.priority:
             priority = inherited_priority
@@ -171,7 +173,13 @@ class Orchestrator:
                     return earlier
             else:
                 await executions.create(
-                    conn, execution_id, entry.catalog_id, entry.path, payload or {}, parent_execution_id
+                    conn,
+                    execution_id,
+                    entry.catalog_id,
+                    entry.path,
+                    payload or {},
+                    parent_execution_id,
+                    principal=dict(principal) if principal is not None else None,
                 )
             await self._write(conn, work)
         self._remember(work)

@@ -81,6 +81,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         version=__version__,
         summary="Orchestrator server: catalog, executions, events, workers, credentials, replay.",
         lifespan=_lifespan(settings),
+        redirect_slashes=False,  # a 307 to "path/" would name the server's own address
     )
     problems.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

@@ -487,3 +487,6 @@ CREATE TABLE noetl.export_cursor (
 -- Workers without a metrics push endpoint report their metrics (Prometheus text) with each
 -- heartbeat; the server's /metrics serves those of live workers (noetl.telemetry.metrics).
 ALTER TABLE noetl.runtime ADD COLUMN metrics text;
+
+-- 0008: who an execution runs for (the root principal; children copy their parent's).
+ALTER TABLE noetl.execution ADD COLUMN principal jsonb;
