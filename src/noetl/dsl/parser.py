@@ -16,9 +16,11 @@ reported.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import cast
 
 from noetl.dsl import catalogpath, normalize, yamlload
@@ -73,7 +75,30 @@ def parse(
     ``kinds`` are the tool kinds a task may name (the runtime passes its tool registry; the parser
     itself knows only the built-in ones).
     """
-    document = yamlload.load(text, source)
+    with _no_cycle_collection():
+        document = yamlload.load(text, source)
+        return _checked(document, source, strict, kinds)
+
+
+@contextlib.contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Pause Python's cycle collector while a playbook is built: the build allocates a few objects
+    per YAML value and frees none, so each collection rescans all of them, which made loading
+    superlinear (issue 17: 0.18 ms/step at 1,000 steps, 0.29 at 10,000). Reference counting still
+    frees everything; the collector runs again afterwards."""
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _checked(
+    document: yamlload.Document, source: str | None, strict: bool, kinds: Collection[str]
+) -> Playbook:
     try:
         return _parse_document(document, strict=strict, kinds=kinds)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:

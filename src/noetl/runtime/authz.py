@@ -7,7 +7,7 @@ authorized here against the principal recorded in the execution when its root wa
 ``finance/*`` principal started cannot call ``hr/payroll`` as a sub-playbook, whatever its own path.
 
 Executions recorded without a principal (started by the service itself: a schedule, a trigger, the
-CLI with the service token; or before migration 0008) are not limited here.
+CLI with the service token; or before migration 0009) are not limited here.
 """
 
 from __future__ import annotations

@@ -153,6 +153,8 @@ class _Command:
         self.status: Literal["ok", "error"] = "ok"
         self.error: dict[str, JSON] | None = None
         self.failed_task: str | None = None
+        self.effects = False
+        """A task other than a sub-playbook call ran: running the command again would repeat it."""
 
     # ---- control flow ------------------------------------------------------------------------------
 
@@ -335,7 +337,10 @@ class _Command:
             timeout,
             self.services,
             self.playbook.path or "",
+            resumable=not self.effects,
         )
+        if task.kind not in REPLAYABLE_KINDS:
+            self.effects = True
         if timeout is None:
             return await tool.run(call)
         try:
@@ -367,7 +372,7 @@ class _Command:
                 found = await self.store.get(name, self.use)
             self.credentials[name] = found
             self.redactor.add_data(found.get("data"))
-        return found
+        return found if "name" in found else {**found, "name": name}  # tools name it in errors
 
     def _keychain(self) -> Keychain | None:
         if self.keychain is None and self.playbook.keychain:
@@ -422,6 +427,8 @@ class _Command:
 
 
 _ABSENT = object()
+REPLAYABLE_KINDS = frozenset({"playbook"})
+"""Tool kinds a command may run again at no cost: a sub-playbook call attaches to its child."""
 
 
 def _render_fields(

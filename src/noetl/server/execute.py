@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 
 from noetl.engine import events as ev
 from noetl.errors import UsageError
-from noetl.runtime import authz, placement
+from noetl.runtime import authz, inputs, placement
 from noetl.server import auth
 from noetl.server.context import Server, ServerContext
 from noetl.server.problems import NotFound
@@ -45,14 +45,18 @@ async def execute(body: ExecuteRequest, server: Server, request: Request) -> dic
     entry = await _entry(server, body)
     principal = auth.recorded(request)
     await _authorized(server, principal, entry, body.parent_execution_id)
-    await admit(server, entry)
     payload = body.payload if body.payload is not None else body.workload
+    await check_payload(server, entry, payload)
+    await admit(server, entry)
+    async with server.pool.connection() as conn:  # parsed off the event loop (a big playbook takes a while)
+        playbook = await server.playbooks.get(conn, entry.catalog_id)
     execution_id = await server.orchestrator.start(
         entry,
         payload,
         parent_execution_id=body.parent_execution_id,
         priority=body.priority,
         principal=principal,
+        playbook=playbook,
     )
     async with server.pool.connection() as conn:
         row = await executions.get(conn, execution_id)
@@ -65,6 +69,13 @@ async def execute(body: ExecuteRequest, server: Server, request: Request) -> dic
         "catalog_id": str(entry.catalog_id),
         "commands_generated": len(issued),
     }
+
+
+async def check_payload(server: ServerContext, entry: CatalogEntry, payload: dict[str, Any] | None) -> None:
+    """422 naming the field when the payload does not fit the playbook's input schema."""
+    async with server.pool.connection() as conn:
+        playbook = await server.playbooks.get(conn, entry.catalog_id)
+    inputs.validate_payload(playbook, payload, entry.content)
 
 
 async def admit(server: ServerContext, entry: CatalogEntry) -> None:
