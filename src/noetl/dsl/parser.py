@@ -121,6 +121,8 @@ def load(
         raise PlaybookError(
             f"playbook file is not UTF-8 text ({exc.reason})", location=Location(name)
         ) from None
+    except IsADirectoryError:
+        raise UsageError(f"'{name}' is a directory, not a playbook file (give its YAML files)") from None
     except OSError as exc:
         raise UsageError(f"cannot read playbook file '{name}': {exc.strerror or exc}") from None
     return parse(text, source=name, strict=strict, kinds=kinds)

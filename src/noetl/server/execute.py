@@ -12,9 +12,9 @@ execution is never dropped later for lack of room.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
@@ -26,6 +26,7 @@ from noetl.server.context import Server, ServerContext
 from noetl.server.problems import NotFound
 from noetl.store import backlog, catalog, events, executions
 from noetl.store.ports import CatalogEntry
+from noetl.telemetry import traces
 
 router = APIRouter(prefix="/api", tags=["executions"])
 
@@ -41,7 +42,12 @@ class ExecuteRequest(BaseModel):
 
 
 @router.post("/execute")
-async def execute(body: ExecuteRequest, server: Server, request: Request) -> dict[str, Any]:
+async def execute(
+    body: ExecuteRequest,
+    server: Server,
+    request: Request,
+    traceparent: Annotated[str | None, Header()] = None,
+) -> dict[str, Any]:
     entry = await _entry(server, body)
     principal = auth.recorded(request)
     await _authorized(server, principal, entry, body.parent_execution_id)
@@ -57,6 +63,7 @@ async def execute(body: ExecuteRequest, server: Server, request: Request) -> dic
         priority=body.priority,
         principal=principal,
         playbook=playbook,
+        lineage=traces.lineage(traceparent),
     )
     async with server.pool.connection() as conn:
         row = await executions.get(conn, execution_id)

@@ -105,7 +105,10 @@ class Worker:
             started=self._started,
         )
         self.python_pool = PythonPool(
-            size=settings.python_workers, spin_seconds=settings.python_spin_seconds, sandbox=self.sandbox
+            size=settings.python_workers,
+            spin_seconds=settings.python_spin_seconds,
+            sandbox=self.sandbox,
+            memory_mb=settings.python_memory_mb,
         )
         self.extras: dict[str, Any] = tool_extras(settings)
         self.metrics = WorkerMetrics()
