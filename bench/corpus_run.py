@@ -7,8 +7,8 @@ Usage::
 ``E2E_DIR`` holds a copy of ``noetl/e2e`` (checked out OUTSIDE this repository; none of its files
 belong here). Every playbook under ``fixtures/`` (166 at upstream's commit 1e41859) is
 classified: runnable on one machine, or not (and why: a cloud service, a public API, a tool kind
-this build does not run). Each runnable one is run as a user would run it, with ``noetl run --json``, changing only hosts, URLs
-and credentials:
+this build does not run). Each runnable one is run as a user would run it, with
+``noetl run --json``, changing only hosts, URLs and credentials:
 
 * every postgres credential name the fixtures use points at a fresh database on the local server
   (``--database-url``, default ``postgresql://postgres@127.0.0.1:5432/postgres``; the database is
