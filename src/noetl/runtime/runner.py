@@ -21,7 +21,9 @@ For each task of the step, in order (REFERENCE §4.2-4.6, §4.9, DECISIONS 8, 10
    ``continue``, ``retry`` (after the backoff delay, rendering everything again), ``jump``, ``break``
    or ``fail``. A task that errors with no matching rule fails the step.
 
-The step's result is the task's result for a single task, ``{label: result}`` for a pipeline. Every
+The step's result is the task's result for a single task; for a pipeline ``{label: result}`` with
+the fields of each task's result merged in (last task wins; a label is never hidden). In a pipeline
+task's own ``set``, ``output`` is that task's result data (its policy rules see the envelope). Every
 secret resolved during the command is masked (``***``) in the result, the error and the updates.
 """
 
@@ -35,7 +37,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Literal, cast
 
-from noetl.dsl import templates
+from noetl.dsl import templates, views
 from noetl.dsl.model import JSON, Playbook, Rule, Step, Task
 from noetl.engine import policy
 from noetl.engine.policy import DEFAULT_MAX_TASK_RUNS
@@ -226,7 +228,7 @@ class _Command:
             return False
 
     def outcome(self, duration_ms: float) -> Outcome:
-        result: JSON = dict(self.results) if self.step.pipeline else self.last_result
+        result: JSON = _pipeline_result(self.results) if self.step.pipeline else self.last_result
         error, updates = self.error, self.updates
         if self.redactor:
             result = self.redactor.redact(result)
@@ -269,11 +271,17 @@ class _Command:
         self.record(task, run)
         if run.ok and task.set:
             try:
-                self.apply_set(task.set, context, f"set of task '{task.name}'")
+                self.apply_set(task.set, self._task_set_context(run, context), f"set of task '{task.name}'")
             except TemplateError as exc:
                 run.output = {**output, "status": "error", "error": _template_error(exc)}
                 self.publish(run.output)
         return run
+
+    def _task_set_context(self, run: _Run, context: Mapping[str, object]) -> Mapping[str, object]:
+        """A pipeline task's own ``set`` sees ``output`` as its result data, as upstream's does."""
+        if not self.step.pipeline:
+            return context
+        return ChainMap({"output": views.task_output_view(run.output)}, cast(Context, context))
 
     def record(self, task: Task, run: _Run) -> None:
         """Make the run's result and envelope visible to what follows (set, policy, later tasks)."""
@@ -329,6 +337,7 @@ class _Command:
             credential,
             timeout,
             self.services,
+            _plain_context(self.scope) if _wants_context(task, config) else None,
         )
         if timeout is None:
             return await tool.run(call)
@@ -457,6 +466,37 @@ def _credential_name(reference: object, task: str) -> str | None:
     raise CredentialError(
         f"task '{task}': auth must be a credential name or a map {{source: credential, key: <name>}}"
     )
+
+
+def _wants_context(task: Task, config: Mapping[str, JSON]) -> bool:
+    """Only python code that names ``context`` gets the (copied) render context."""
+    code = config.get("code")
+    return task.kind == "python" and isinstance(code, str) and "context" in code
+
+
+def _plain_context(scope: Mapping[str, object]) -> dict[str, JSON]:
+    """The render context as JSON: step results, variables, workload; internal and non-JSON names left out."""
+    plain: dict[str, JSON] = {}
+    for key, value in scope.items():
+        if key.startswith("_") or key == "keychain":
+            continue
+        try:
+            plain[key] = cast(JSON, views.plain(value))
+        except (TypeError, TemplateError):
+            continue
+    return plain
+
+
+def _pipeline_result(results: Mapping[str, JSON]) -> JSON:
+    """A pipeline step's result (DECISIONS 8): each task's result under its name, and the fields of
+    each map result merged in task order (the last task wins), never hiding a task's name."""
+    merged: dict[str, JSON] = dict(results)
+    for value in results.values():
+        if isinstance(value, dict):
+            for key, field in value.items():
+                if key not in results:
+                    merged[key] = field
+    return merged
 
 
 def _task_result(data: JSON, error: dict[str, JSON] | None) -> JSON:

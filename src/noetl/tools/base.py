@@ -48,6 +48,8 @@ class Call:
     credential: Mapping[str, Any] | None = None
     timeout: float | None = None
     services: Services = field(default_factory=Services)
+    context: Mapping[str, JSON] | None = None
+    """The task's render context as plain JSON, for tools that expose it (python's ``context``)."""
 
 
 @runtime_checkable
