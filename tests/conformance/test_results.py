@@ -153,8 +153,9 @@ def test_http_result_shape_and_body_paths(noetl_run, http_server):
     )
     assert r.status == "COMPLETED", r.stderr
     fetch = r.results["fetch"]
-    assert set(fetch) == {"status_code", "headers", "data"}
+    assert set(fetch) == {"status_code", "headers", "data", "body"}  # DECISIONS 8 (amended): body too
     assert fetch["status_code"] == 200 and fetch["data"] == {"items": [1, 2], "has_more": False}
+    assert fetch["body"] == fetch["data"]  # upstream's fixtures read response.body.field
     assert r.results["count"] == [2, 200]
 
 

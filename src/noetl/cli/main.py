@@ -92,7 +92,10 @@ def cli(gateway: str | None, api_key: str | None) -> None:
     type=click.Path(file_okay=False),
     envvar="NOETL_CATALOG",
     show_envvar=True,
-    help="Directory searched for sub-playbooks (repeatable; distributed: the ones called are registered).",
+    help=(
+        "Directory searched, with its subdirectories, for sub-playbooks (repeatable; distributed: "
+        "the ones called are registered)."
+    ),
 )
 @click.option(
     "--events", "events_file", type=click.Path(dir_okay=False), help="Write the event log as JSON lines."

@@ -201,7 +201,7 @@ def main(
         raise
     data = build_payload(sets, payload)
     creds = FileCredentials(credentials) if credentials else NoCredentials()
-    catalog = loader.Catalog([Path(playbook_file).resolve().parent, *catalogs])
+    catalog = loader.Catalog([Path(playbook_file).resolve().parent], trees=catalogs)
     events_out = _open_events(events_file)
     reporter = Reporter(events_out, human=not as_json)
     try:

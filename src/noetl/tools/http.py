@@ -1,4 +1,4 @@
-"""The ``http`` tool: one HTTP request; the result is ``{status_code, headers, data}`` (DECISIONS 8).
+"""The ``http`` tool: one HTTP request; the result is ``{status_code, headers, data, body}`` (DECISIONS 8).
 
 Fields (REFERENCE §4.4):
 
@@ -10,7 +10,9 @@ Fields (REFERENCE §4.4):
   besides 2xx; the runtime also passes the task's ``spec.accept_status`` here).
 
 ``data`` is the parsed JSON body when the body parses as JSON, else the text (None for an empty
-JSON body). A status outside 2xx and ``accept_status`` raises an ``http`` error (retryable for
+JSON body). ``body`` holds the same value, as upstream's http tool names it (its fixtures read
+``response.body.field``): parsed JSON, or the raw text when the response is not JSON. A status
+outside 2xx and ``accept_status`` raises an ``http`` error (retryable for
 408, 425, 429 and 5xx) whose data is the result and whose details are ``{"http": {status,
 headers}}``. Failing to connect or timing out raises ``connection`` / ``timeout`` (retryable).
 
@@ -205,10 +207,12 @@ def _credential_error(kind: str, wanted: str, call: Call) -> ToolConfigError:
 
 
 def _result(response: httpx.Response) -> dict[str, JSON]:
+    data = _data(response)
     return {
         "status_code": response.status_code,
         "headers": dict(response.headers.items()),
-        "data": _data(response),
+        "data": data,
+        "body": data,  # upstream's name for the same payload (its fixtures read response.body.*)
     }
 
 
