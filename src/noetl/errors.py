@@ -181,3 +181,14 @@ class ExecutionError(NoetlError):
     @property
     def kind(self) -> str:
         return "execution"
+
+
+class SinkError(NoetlError):
+    """A telemetry sink (ClickHouse, a metrics endpoint) did not take what was sent: the message
+    names the sink, its address and what failed. Exporters retry; nothing in the log is lost."""
+
+    http_status = 502
+
+    @property
+    def kind(self) -> str:
+        return "sink"

@@ -207,7 +207,9 @@ class Cluster:
 @pytest.fixture(scope="module")
 def cluster(pg_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("cli-distributed")
-    with running_cluster(pg_database, root) as running:
+    # As users get it: the server wants its token from loopback clients too; the CLI finds the
+    # service.token the server created in NOETL_DATA_DIR (no NOETL_SERVICE_TOKEN is set).
+    with running_cluster(pg_database, root, insecure_loopback=False) as running:
         found = Cluster(running.url, pg_database, running.env, root)
         wait_until(lambda: len(json.loads(found.ok("worker", "list", "--json"))) == 2, "two workers")
         yield found

@@ -10,8 +10,8 @@ Every example opens with a comment header; these lines in it are read here:
 ``expect`` and ``steps`` lines belong to the case above them; before any ``args`` line they belong
 to a case without arguments. "Subset" is recursive for objects (every expected key is present with a
 matching value); lists and scalars must be equal. Files under examples/lib/ are sub-playbooks: they
-are always validated and run only when their header has cases. ``*.example.yaml`` files are not
-playbooks (the credentials file) and are left to the docs test.
+are always validated and run only when their header has cases. ``examples/creds/`` holds a credentials file, not
+a playbook; it is left to the docs test.
 
 Canonical examples must validate with no warnings, also under ``--strict``; a ``legacy: yes`` file
 must validate with warnings and be rejected by ``--strict``.

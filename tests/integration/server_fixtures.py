@@ -28,6 +28,7 @@ from noetl.server.settings import ServerSettings
 from noetl.store import crypto
 
 T = TypeVar("T")
+SERVICE_TOKEN = "server-fixtures-service-token"
 DEADLINE_SECONDS = 15.0
 
 
@@ -37,6 +38,7 @@ def server_settings(pg_database: str, tmp_path_factory: pytest.TempPathFactory) 
         database_url=pg_database,
         data_dir=tmp_path_factory.mktemp("noetl-data"),
         encryption_key=crypto.new_key(),
+        service_token=SERVICE_TOKEN,
         poll_seconds=0.05,
         reaper_interval=0.2,
         shutdown_grace=2.0,
@@ -50,7 +52,11 @@ async def api(server_settings: ServerSettings) -> AsyncIterator[httpx.AsyncClien
     transport = httpx.ASGITransport(app=app)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://noetl.test") as client,
+        httpx.AsyncClient(
+            transport=transport,
+            base_url="http://noetl.test",
+            headers={"Authorization": f"Bearer {SERVICE_TOKEN}"},
+        ) as client,
     ):
         yield client
 
@@ -86,6 +92,7 @@ def server_process(pg_database: str, tmp_path: Path) -> Iterator[tuple[str, subp
         "NOETL_DATA_DIR": str(tmp_path),
         "NOETL_ENCRYPTION_KEY": crypto.new_key(),
         "NOETL_LOG_LEVEL": "warning",
+        "NOETL_SERVER_INSECURE_LOOPBACK": "true",  # the tests call the API with plain httpx
     }
     log = (tmp_path / "server.log").open("w+")
     proc = subprocess.Popen(

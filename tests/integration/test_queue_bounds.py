@@ -41,6 +41,7 @@ async def client(pg_database: str, tmp_path: Path) -> AsyncIterator[httpx.AsyncC
         database_url=pg_database,
         data_dir=tmp_path,
         encryption_key=crypto.new_key(),
+        insecure_loopback=True,  # the test client sends no service token
         max_queue_depth=100,
         queue_depth_by_pool="limited=1, other=7",
         poll_seconds=0.05,

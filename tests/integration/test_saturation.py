@@ -25,6 +25,7 @@ async def app_and_client(pg_database: str, tmp_path: Path) -> AsyncIterator[tupl
         database_url=pg_database,
         data_dir=tmp_path,
         encryption_key=crypto.new_key(),
+        insecure_loopback=True,  # the test client sends no service token
         pool_max_size=1,
         pool_timeout=0.5,
         poll_seconds=0.05,

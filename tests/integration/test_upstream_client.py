@@ -15,12 +15,11 @@ from __future__ import annotations
 import base64
 import textwrap
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from support.cluster import Cluster, running_cluster, wait_until
 
@@ -207,13 +206,15 @@ def test_cancel_with_reason_and_cascade(http: httpx.Client) -> None:
 def test_credential_stored_read_with_include_data_and_used_by_a_worker(
     http: httpx.Client, pg_database: str
 ) -> None:
-    url = urlsplit(pg_database)
+    # libpq's reading of the URL: a unix-socket URL (``postgresql://u@/db?host=/run/pg``, as the
+    # embedded server gives) has its socket directory as ``host``, which a credential takes as is.
+    url = conninfo_to_dict(pg_database)
     data = {
-        "db_host": url.hostname,
-        "db_port": str(url.port or 5432),
-        "db_user": url.username or "postgres",
-        "db_password": url.password or "",
-        "db_name": Path(url.path).name,
+        "db_host": str(url.get("host") or "127.0.0.1"),
+        "db_port": str(url.get("port") or 5432),
+        "db_user": str(url.get("user") or "postgres"),
+        "db_password": str(url.get("password") or ""),
+        "db_name": str(url["dbname"]),
     }
     body = {
         "name": "pg_upstream",

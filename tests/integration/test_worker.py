@@ -442,7 +442,7 @@ async def test_a_worker_reconnects_after_losing_its_connections_and_still_report
     assert row["status"] == "done"
     # The pool replaced its dead connection before the report used it (noetl.store.db's check), so
     # the report needed no retry; the LISTEN connection, which the pool does not own, reconnected.
-    assert "LISTEN noetl_commands lost" in worker.log()
+    assert "LISTEN noetl_commands,noetl_cancelled lost" in worker.log()
 
 
 async def _exists(path: Path) -> bool:

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from support.cluster import Cluster, spawn, wait_until, workers_registered
+from support.cluster import Cluster, service_token, spawn, wait_until, workers_registered
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -56,10 +56,10 @@ def completed(url: str, execution_id: str, timeout: float = DEADLINE) -> dict[st
 
 def add_worker(cluster: Cluster, name: str, *args: str) -> None:
     """One more ``noetl worker start`` process with ``args`` (pools, resources, concurrency)."""
-    before = workers_registered(cluster.url)
+    before = workers_registered(cluster.url, service_token(cluster.env))
     command = ["worker", "start", "--grace", "1", "--name", name, *args]
     cluster.processes.append(spawn(f"worker-{name}", command, cluster.env, cluster.root))
-    wait_until(lambda: workers_registered(cluster.url) > before, f"worker {name}")
+    wait_until(lambda: workers_registered(cluster.url, service_token(cluster.env)) > before, f"worker {name}")
 
 
 def max_overlap(intervals: list[tuple[float, float]]) -> int:

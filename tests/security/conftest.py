@@ -147,6 +147,11 @@ class Secured:
         headers.update(kw.pop("headers", {}))
         return httpx.request(method, f"{self.gateway_url}/noetl/{path}", headers=headers, timeout=30, **kw)
 
+    def direct(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        """A request straight to the server (``/api/...``) with the service token, as the gateway sends."""
+        headers = {"Authorization": f"Bearer {SERVICE_TOKEN}", **kw.pop("headers", {})}
+        return httpx.request(method, f"{self.cluster.url}{path}", headers=headers, timeout=30, **kw)
+
     def logs(self) -> str:
         return "\n".join(p.output() for p in [*self.cluster.processes, self.gateway])
 
@@ -167,7 +172,7 @@ def secured(
         "NOETL_GATEWAY_MAX_BODY_BYTES": "65536",
         "NOETL_SERVER_MAX_BODY_BYTES": "131072",
     }
-    with running_cluster(pg_database, root, workers=1, env=env) as cluster:
+    with running_cluster(pg_database, root, workers=1, env=env, insecure_loopback=False) as cluster:
         port = free_port()
         gateway = spawn("gateway", ["gateway", "start", "--port", str(port)], cluster.env, root)
         cluster.processes.append(gateway)

@@ -28,7 +28,7 @@ def register(secured: Secured, key: str, path: str) -> httpx.Response:
 
 def wait_done(secured: Secured, execution_id: str) -> dict:
     def done() -> dict | None:
-        body = httpx.get(f"{secured.cluster.url}/api/executions/{execution_id}", timeout=5).json()
+        body = secured.direct("GET", f"/api/executions/{execution_id}").json()
         return body if body["status"] in ("COMPLETED", "FAILED", "CANCELLED") else None
 
     from support.cluster import wait_until
@@ -169,9 +169,7 @@ def test_oversized_bodies_get_413(secured: Secured) -> None:
     admin = secured.key("big", "admin")
     big = {"content": "x" * 70_000}
     assert secured.gw("POST", "catalog/register", admin, json=big).status_code == 413
-    direct = httpx.post(
-        f"{secured.cluster.url}/api/catalog/register", json={"content": "x" * 140_000}, timeout=30
-    )
+    direct = secured.direct("POST", "/api/catalog/register", json={"content": "x" * 140_000})
     assert direct.status_code == 413
 
 

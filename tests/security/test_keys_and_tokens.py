@@ -204,30 +204,41 @@ def test_server_refuses_to_start_without_a_key(pg_database: str, tmp_path: Path,
     assert "refusing to start: no credential encryption key" in done.stderr
 
 
-async def test_non_loopback_clients_need_the_service_token(pg_database: str, tmp_path: Path) -> None:
-    """The client address is set on the in-process transport: no other host can be reached from here."""
-    settings = ServerSettings(database_url=pg_database, data_dir=tmp_path, service_token="svc-tok-1")
-    app = create_app(settings)
+async def test_every_client_needs_the_service_token_unless_insecure_loopback(
+    pg_database: str, tmp_path: Path
+) -> None:
+    """Loopback clients too (issue 10: user code could call the server on loopback without a token).
+    The client address is set on the in-process transport: no other host can be reached from here."""
+    secure = create_app(
+        ServerSettings(database_url=pg_database, data_dir=tmp_path, service_token="svc-tok-1")
+    )
+    insecure = create_app(
+        ServerSettings(
+            database_url=pg_database, data_dir=tmp_path, service_token="svc-tok-1", insecure_loopback=True
+        )
+    )
 
-    def client(host: str, token: str | None = None) -> httpx.AsyncClient:
+    def client(app: Any, host: str, token: str | None = None) -> httpx.AsyncClient:
         transport = httpx.ASGITransport(app=app, client=(host, 40000))
         headers = {"Authorization": f"Bearer {token}"} if token else None
         return httpx.AsyncClient(transport=transport, base_url="http://noetl.test", headers=headers)
 
-    async with app.router.lifespan_context(app):
-        async with client("203.0.113.9") as remote:
+    async with secure.router.lifespan_context(secure):
+        async with client(secure, "203.0.113.9") as remote:
             assert (await remote.get("/api/executions")).status_code == 401
             assert (await remote.get("/health")).status_code == 200
-        async with client("203.0.113.9", "svc-tok-1") as remote:
+        async with client(secure, "203.0.113.9", "svc-tok-1") as remote:
             assert (await remote.get("/api/executions")).status_code == 200
-        async with client("127.0.0.1") as local:
+        async with client(secure, "127.0.0.1") as local:
+            refused = await local.get("/api/executions")
+            assert refused.status_code == 401
+            assert "requires its service token" in refused.json()["detail"]["reason"]
+        async with client(secure, "127.0.0.1", "svc-tok-1") as local:
             assert (await local.get("/api/executions")).status_code == 200
-        async with client("127.0.0.1", "wrong") as local:
+    async with insecure.router.lifespan_context(insecure):
+        async with client(insecure, "127.0.0.1") as local:
+            assert (await local.get("/api/executions")).status_code == 200
+        async with client(insecure, "127.0.0.1", "wrong") as local:
             assert (await local.get("/api/executions")).status_code == 401
-    strict = create_app(
-        ServerSettings(database_url=pg_database, data_dir=tmp_path, service_token="t", require_token=True)
-    )
-    async with strict.router.lifespan_context(strict):
-        transport = httpx.ASGITransport(app=strict, client=("127.0.0.1", 40000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://noetl.test") as local:
-            assert (await local.get("/api/executions")).status_code == 401
+        async with client(insecure, "203.0.113.9") as remote:
+            assert (await remote.get("/api/executions")).status_code == 401

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
@@ -22,24 +21,21 @@ def run(secured: Secured, path: str, body: str, payload: dict[str, Any] | None =
     """Register ``body`` under ``path``, execute it on the cluster, and return its final summary."""
     name = path.rsplit("/", 1)[-1]
     content = f"apiVersion: noetl.io/v2\nkind: Playbook\nmetadata: {{name: {name}, path: {path}}}\n{body}"
-    url = secured.cluster.url
-    registered = httpx.post(f"{url}/api/catalog/register", json={"content": content}, timeout=30)
+    registered = secured.direct("POST", "/api/catalog/register", json={"content": content})
     assert registered.status_code == 200, registered.text
-    started = httpx.post(f"{url}/api/execute", json={"path": path, "payload": payload or {}}, timeout=30)
+    started = secured.direct("POST", "/api/execute", json={"path": path, "payload": payload or {}})
     assert started.status_code == 200, started.text
     execution_id = started.json()["execution_id"]
 
     def finished() -> dict[str, Any] | None:
-        found = httpx.get(f"{url}/api/executions/{execution_id}", timeout=5).json()
+        found = secured.direct("GET", f"/api/executions/{execution_id}").json()
         return found if found["status"] in TERMINAL else None
 
     return wait_until(finished, f"execution of {path}")
 
 
 def events(secured: Secured, execution_id: str) -> str:
-    answer = httpx.get(
-        f"{secured.cluster.url}/api/executions/{execution_id}/events", params={"limit": 500}, timeout=10
-    )
+    answer = secured.direct("GET", f"/api/executions/{execution_id}/events", params={"limit": 500})
     return answer.text
 
 
@@ -60,7 +56,7 @@ def put(secured: Secured, name: str, kind: str, data: dict[str, Any], allow: lis
     body: dict[str, Any] = {"name": name, "type": kind, "data": data}
     if allow:
         body["allow_paths"] = allow
-    answer = httpx.post(f"{secured.cluster.url}/api/credentials", json=body, timeout=10)
+    answer = secured.direct("POST", "/api/credentials", json=body)
     assert answer.status_code == 200, answer.text
 
 

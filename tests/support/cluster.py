@@ -4,6 +4,13 @@ Processes write to log files (no pipes to fill up), are stopped with SIGTERM (SI
 and waited for, so a test run leaves nothing behind. Failure tests kill and restart members of the
 cluster through :class:`Cluster` (``kill``, ``restart_server``), which keeps track of every process
 it started so that the teardown still stops them all.
+
+The server requires its service token from every client, loopback ones included. Clusters started
+here pass ``--insecure-loopback`` (``NOETL_SERVER_INSECURE_LOOPBACK``) unless asked not to, so tests
+may call the API with plain ``httpx``; the ``noetl`` CLI sends the token anyway (it reads the
+``service.token`` the server created in ``NOETL_DATA_DIR``), so the token path is exercised too.
+``running_cluster(..., insecure_loopback=False)`` starts a cluster as users get it; then
+:meth:`Cluster.headers` gives what a raw request must send.
 """
 
 from __future__ import annotations
@@ -98,9 +105,21 @@ def healthy(url: str, server: Process) -> bool:
         return False
 
 
-def workers_registered(url: str) -> int:
+def service_token(env: Mapping[str, str]) -> str | None:
+    """The token a client of a server started with ``env`` sends: NOETL_SERVICE_TOKEN, else the
+    ``service.token`` the server created in NOETL_DATA_DIR."""
+    if env.get("NOETL_SERVICE_TOKEN"):
+        return env["NOETL_SERVICE_TOKEN"]
     try:
-        body = httpx.get(f"{url}/api/worker/pools", timeout=2.0).json()
+        return (Path(env["NOETL_DATA_DIR"]) / "service.token").read_text().strip() or None
+    except (KeyError, OSError):
+        return None
+
+
+def workers_registered(url: str, token: str | None = None) -> int:
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    try:
+        body = httpx.get(f"{url}/api/worker/pools", timeout=2.0, headers=headers).json()
     except (httpx.TransportError, json.JSONDecodeError):
         return 0
     workers = body.get("workers", body) if isinstance(body, dict) else body
@@ -116,6 +135,11 @@ class Cluster:
     processes: list[Process]
     """Every process started for this cluster, dead or alive (the teardown stops the live ones)."""
     port: int = 0
+
+    def headers(self) -> dict[str, str]:
+        """What a raw HTTP request to this cluster's server sends: its service token."""
+        token = service_token(self.env)
+        return {"Authorization": f"Bearer {token}"} if token else {}
 
     @property
     def server(self) -> Process:
@@ -149,11 +173,13 @@ def running_cluster(
     concurrency: int = 4,
     *,
     env: Mapping[str, str] | None = None,
+    insecure_loopback: bool = True,
 ) -> Iterator[Cluster]:
     """A server on a free loopback port and ``workers`` worker processes, stopped on exit.
 
     ``env`` adds ``NOETL_*`` settings for all of them, e.g. ``NOETL_WORKER_LEASE_SECONDS`` (workers)
-    or ``NOETL_REAPER_INTERVAL`` (the server).
+    or ``NOETL_REAPER_INTERVAL`` (the server). ``insecure_loopback`` False: the server wants its
+    token from loopback clients too (the default for users; see the module docstring).
     """
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -165,6 +191,8 @@ def running_cluster(
         NOETL_LOG_LEVEL="warning",
         NOETL_SERVER_URL=url,
     )
+    if insecure_loopback:
+        environment["NOETL_SERVER_INSECURE_LOOPBACK"] = "true"
     environment.update(env or {})
     cluster = Cluster(url, database_url, environment, root, [], port)
     try:
@@ -172,7 +200,8 @@ def running_cluster(
         for n in range(1, workers + 1):
             args = ["worker", "start", "--concurrency", str(concurrency), "--grace", "1", "--name", f"w{n}"]
             cluster.processes.append(spawn(f"worker{n}", args, environment, root))
-        wait_until(lambda: workers_registered(url) >= workers, f"{workers} workers")
+        token = service_token(environment)
+        wait_until(lambda: workers_registered(url, token) >= workers, f"{workers} workers")
         yield cluster
     finally:
         for process in cluster.processes:

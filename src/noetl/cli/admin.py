@@ -20,6 +20,8 @@ from typing import Any
 
 import click
 
+from noetl.cli import starting
+
 KEY_FILE_NAME = "credentials.key"
 
 
@@ -59,6 +61,8 @@ def start_server(
     data: str | None,
     key_file: str | None,
     log_level: str | None,
+    insecure_loopback: bool | None = None,
+    log_format: str | None = None,
 ) -> None:
     """``noetl server start``: serve the HTTP API until SIGINT/SIGTERM."""
     from noetl.server.main import serve
@@ -72,16 +76,19 @@ def start_server(
         "data_dir": Path(data).expanduser() if data else None,
         "encryption_key_file": Path(key_file).expanduser() if key_file else None,
         "log_level": log_level,
+        "insecure_loopback": insecure_loopback,
+        "log_format": log_format,
     }
     settings = replace(settings, **{k: v for k, v in flags.items() if v is not None})
     if settings.database_url and settings.data_dir is None:
         from noetl.server.credentials import cipher
 
         cipher(settings)  # an own database and no key: refuse before anything starts
-    url = database_url(settings.database_url, settings.data_dir)
-    settings = replace(settings, database_url=url, data_dir=data_dir(settings.data_dir))
-    click.echo(f"noetl: serving the API on http://{settings.host}:{settings.port}", err=True)
-    serve(settings)
+    with starting.announced(data_dir(settings.data_dir), settings.port):
+        url = database_url(settings.database_url, settings.data_dir)
+        settings = replace(settings, database_url=url, data_dir=data_dir(settings.data_dir))
+        click.echo(f"noetl: serving the API on http://{settings.host}:{settings.port}", err=True)
+        serve(settings)
 
 
 # ---- worker -----------------------------------------------------------------------------------------
@@ -100,6 +107,9 @@ def start_worker(
     key_file: str | None,
     decide: bool | None = None,
     resources: str | None = None,
+    task_user: str | None = None,
+    python_scope_depth: int | None = None,
+    log_format: str | None = None,
 ) -> int:
     """``noetl worker start``: lease and run commands until SIGTERM/SIGINT; the exit code."""
     from noetl.worker import main
@@ -121,6 +131,9 @@ def start_worker(
         encryption_key_file=key_file or default_key_file(env, data, embedded),
         decide=decide,
         resources=parse_resources(resources) if resources else None,
+        task_user=task_user,
+        python_scope_depth=python_scope_depth,
+        log_format=log_format,
     )
     click.echo(
         f"noetl: worker {settings.worker_id} on pools {', '.join(settings.pools)} "
@@ -196,6 +209,17 @@ def db_status(database: str | None, data: str | None, as_json: bool) -> int:
     return 1 if report["pending"] else 0
 
 
+def db_stop(data: str | None) -> None:
+    """``noetl db stop``: stop the embedded PostgreSQL under the data directory, if it runs."""
+    from noetl.store import embedded
+
+    pgdata = data_dir(data) / "pg"
+    if embedded.stop(pgdata):
+        click.echo(f"stopped the embedded PostgreSQL in {pgdata}")
+    else:
+        click.echo(f"the embedded PostgreSQL in {pgdata} is not running")
+
+
 def _apply(url: str) -> list[int]:
     from noetl.store import migrate
 
@@ -212,4 +236,13 @@ def _versions(applied: list[int]) -> str:
     return ", ".join(f"{v:04d}" for v in applied) or "none"
 
 
-__all__ = ["data_dir", "database_url", "db_init", "db_migrate", "db_status", "start_server", "start_worker"]
+__all__ = [
+    "data_dir",
+    "database_url",
+    "db_init",
+    "db_migrate",
+    "db_status",
+    "db_stop",
+    "start_server",
+    "start_worker",
+]

@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from noetl.cli.options import log_format_option
 from noetl.errors import UsageError
 
 DATABASE_HELP = "PostgreSQL URL (default: the embedded database under the data directory)."
@@ -138,22 +139,38 @@ def gateway() -> None:
     metavar="URL",
 )
 @database_options
+@log_format_option
 def gateway_start(
-    host: str, port: int, server_url: str, database_url: str | None, data_dir: str | None
+    host: str,
+    port: int,
+    server_url: str,
+    database_url: str | None,
+    data_dir: str | None,
+    log_format: str | None,
 ) -> None:
     """Serve /noetl/* in front of the server until SIGINT/SIGTERM.
 
     JWT settings, the service token and rate limits come from NOETL_GATEWAY_JWT_SECRET,
     NOETL_GATEWAY_JWKS_URL, NOETL_GATEWAY_JWT_AUDIENCE, NOETL_GATEWAY_JWT_ISSUER, NOETL_SERVICE_TOKEN,
-    NOETL_GATEWAY_RATE, NOETL_GATEWAY_BURST and NOETL_GATEWAY_MAX_BODY_BYTES.
+    NOETL_GATEWAY_RATE, NOETL_GATEWAY_BURST, NOETL_GATEWAY_MAX_BODY_BYTES, NOETL_GATEWAY_PREAUTH_RATE,
+    NOETL_GATEWAY_TRUSTED_PROXIES. Without NOETL_SERVICE_TOKEN a gateway in front of a server on
+    this machine reads the server's service.token from the data directory.
     """
+    from noetl.cli.admin import data_dir as directory
     from noetl.cli.admin import database_url as resolve
     from noetl.gateway.main import serve
     from noetl.gateway.settings import GatewaySettings
+    from noetl.store import servicetoken
 
     url = resolve(database_url, data_dir)
     settings = GatewaySettings.from_env(
-        os.environ, host=host, port=port, server_url=server_url, database_url=url
+        os.environ,
+        host=host,
+        port=port,
+        server_url=server_url,
+        database_url=url,
+        log_format=log_format,
+        service_token_file=servicetoken.path(directory(data_dir)),
     )
     click.echo(f"noetl: gateway on http://{host}:{port}/noetl/ -> {server_url}/api/", err=True)
     serve(settings)

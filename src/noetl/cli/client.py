@@ -107,6 +107,8 @@ class Client:
             gateway, api_key = _global_gateway()
         self.gateway = bool(gateway)
         self.base_url = (gateway or base_url).rstrip("/")
+        if not gateway and api_key is None:
+            api_key = service_token(self.base_url)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers)
 
@@ -268,7 +270,7 @@ class Client:
         if self.gateway and path.startswith("/api/"):
             path = "/noetl/" + path.removeprefix("/api/")  # the gateway's public prefix
         try:
-            response = self._http.request(method, path, json=json, params=params)
+            response = self._send(method, path, json=json, params=params)
         except httpx.TransportError as exc:
             raise ServerUnreachable(
                 f"cannot reach the NoETL server at {self.base_url}; start it with `noetl server start` "
@@ -284,6 +286,57 @@ class Client:
                 code="bad_response",
             )
         return body
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Mapping[str, Any] | None,
+        params: Mapping[str, str | int] | None,
+    ) -> httpx.Response:
+        """One request; a refusal by a server still starting on this machine is waited out."""
+        import os
+
+        import httpx
+
+        from noetl.cli import starting
+        from noetl.cli.admin import data_dir
+
+        return starting.patiently(
+            lambda: self._http.request(method, path, json=json, params=params),
+            lambda exc: isinstance(exc, httpx.ConnectError),
+            self.base_url,
+            data_dir(os.environ.get("NOETL_DATA_DIR")),
+        )
+
+
+def service_token(server_url: str) -> str | None:
+    """The token to send to the server itself: ``NOETL_SERVICE_TOKEN``, else - for a server on
+    this machine - the ``service.token`` it created in the data directory (``NOETL_DATA_DIR``)."""
+    import os
+    from urllib.parse import urlsplit
+
+    from noetl.cli.admin import data_dir
+    from noetl.store import servicetoken
+
+    configured = os.environ.get("NOETL_SERVICE_TOKEN")
+    if configured:
+        return configured
+    if not _loopback(urlsplit(server_url).hostname or ""):
+        return None  # never hand this machine's token to another host
+    return servicetoken.read(data_dir(os.environ.get("NOETL_DATA_DIR")))
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _global_gateway() -> tuple[str | None, str | None]:

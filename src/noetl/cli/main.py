@@ -7,6 +7,7 @@ means the playbook or the command line is invalid, 1 that an execution failed or
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from noetl import __version__
+from noetl.cli.options import log_format_option
 from noetl.errors import NoetlError
 
 if TYPE_CHECKING:
@@ -70,6 +72,9 @@ class _Group(click.Group):
 @click.option("--api-key", envvar="NOETL_API_KEY", show_envvar=True, help="API key (or JWT) for the gateway.")
 def cli(gateway: str | None, api_key: str | None) -> None:
     """NoETL: run declarative YAML playbooks locally or on a server."""
+    from noetl.dsl import yamlload
+
+    yamlload.configure(yamlload.Limits.from_env(os.environ))
 
 
 @cli.command()
@@ -128,6 +133,16 @@ def cli(gateway: str | None, api_key: str | None) -> None:
     show_envvar=True,
     help="Processes in the python tool pool [default: CPU count, at least 2].",
 )
+@click.option(
+    "--file-root",
+    "file_roots",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    envvar="NOETL_FILE_ROOTS",
+    show_envvar=True,
+    help="Directory the file tool may use (repeatable; the variable is ':'-separated) [default: the "
+    "working directory]. Distributed: set it on the workers.",
+)
 def run(
     playbook: str,
     sets: tuple[str, ...],
@@ -141,6 +156,7 @@ def run(
     server_url: str,
     max_parallel: int,
     python_workers: int | None,
+    file_roots: tuple[str, ...],
 ) -> None:
     """Run PLAYBOOK in this process (no server, no database), or with --runtime distributed on a server."""
     if runtime == "distributed":
@@ -172,6 +188,7 @@ def run(
         strict=strict,
         max_parallel=max_parallel,
         python_workers=python_workers,
+        file_roots=file_roots,
     )
     sys.exit(code)
 
@@ -210,12 +227,45 @@ def validate(playbooks: tuple[str, ...], strict: bool, as_json: bool) -> None:
 
 @cli.command()
 def schema() -> None:
-    """Print the JSON Schema of the playbook format."""
+    """Print the JSON Schema of the playbook format, with each installed tool's own task fields."""
     import json
 
-    from noetl.dsl import schema as dsl_schema
+    from noetl.tools import registry
 
-    click.echo(json.dumps(dsl_schema.json_schema(), indent=2))
+    click.echo(json.dumps(registry.playbook_schema(), indent=2))
+
+
+@cli.group()
+def tool() -> None:
+    """The tool kinds installed here (built-in and `noetl.tools` entry points)."""
+
+
+@tool.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the descriptions as JSON.")
+def tool_list(as_json: bool) -> None:
+    """List the installed tool kinds."""
+    import json
+
+    from noetl.tools import registry
+
+    tools = registry.describe_all()
+    if as_json:
+        click.echo(json.dumps(tools, indent=2))
+        return
+    for entry in tools:
+        about = str(entry.get("description") or entry.get("error") or "").split("\n")[0]
+        click.echo(f"{entry['kind']:<12} {entry.get('provider', '')} {entry.get('version', '')}  {about}")
+
+
+@tool.command("describe")
+@click.argument("kind")
+def tool_describe(kind: str) -> None:
+    """Print a tool's description, config JSON Schema, credential types, result shape and example."""
+    import json
+
+    from noetl.tools import registry
+
+    click.echo(json.dumps(registry.describe(kind), indent=2))
 
 
 # ---- the server and its workers ---------------------------------------------------------------------
@@ -265,6 +315,16 @@ def server() -> None:
     envvar="NOETL_LOG_LEVEL",
     show_envvar=True,
 )
+@click.option(
+    "--insecure-loopback",
+    is_flag=True,
+    default=None,
+    envvar="NOETL_SERVER_INSECURE_LOOPBACK",
+    show_envvar=True,
+    help="DEVELOPMENT ONLY: serve loopback clients that send no service token (any local process, "
+    "user code included, can then use the API).",
+)
+@log_format_option
 def server_start(
     host: str,
     port: int,
@@ -272,6 +332,8 @@ def server_start(
     data_dir: str | None,
     encryption_key_file: str | None,
     log_level: str,
+    insecure_loopback: bool | None,
+    log_format: str | None,
 ) -> None:
     """Serve the API until Ctrl-C or SIGTERM; migrates the database first."""
     from noetl.cli import admin
@@ -283,6 +345,8 @@ def server_start(
         data=data_dir,
         key_file=encryption_key_file,
         log_level=log_level.lower(),
+        insecure_loopback=insecure_loopback,
+        log_format=log_format,
     )
 
 
@@ -312,11 +376,12 @@ def worker() -> None:
 @click.option(
     "--lease",
     type=click.FloatRange(min=0, min_open=True),
-    default=60.0,
+    default=15.0,
     metavar="SECONDS",
     envvar="NOETL_WORKER_LEASE_SECONDS",
     show_envvar=True,
-    help="How long a claimed command stays ours without a heartbeat.",
+    help="How long a claimed command stays ours without a heartbeat (heartbeats renew it every "
+    "third of that): a dead worker's commands run again elsewhere within about this long.",
 )
 @click.option(
     "--grace",
@@ -353,6 +418,23 @@ def worker() -> None:
     show_envvar=True,
     help="Capacity for steps' spec.resources, e.g. gpu=2,memory_mb=16000 [default: none].",
 )
+@click.option(
+    "--task-user",
+    metavar="USER",
+    envvar="NOETL_WORKER_TASK_USER",
+    show_envvar=True,
+    help="Unprivileged account python and shell tasks run as [default: nobody when the worker runs "
+    "as root and nobody can start python, else the worker's own user].",
+)
+@click.option(
+    "--python-scope-depth",
+    type=click.IntRange(min=0),
+    default=None,
+    envvar="NOETL_WORKER_PYTHON_SCOPE_DEPTH",
+    show_envvar=True,
+    help="Leading catalog-path segments that make the scope a python child serves; a child never "
+    "serves two scopes [default: 1].",
+)
 @database_options
 @click.option(
     "--encryption-key-file",
@@ -361,6 +443,7 @@ def worker() -> None:
     show_envvar=True,
     help=KEY_FILE_HELP,
 )
+@log_format_option
 def worker_start(
     pools: tuple[str, ...],
     concurrency: int,
@@ -370,9 +453,12 @@ def worker_start(
     python_workers: int | None,
     decide: bool | None,
     resources: str | None,
+    task_user: str | None,
+    python_scope_depth: int | None,
     database_url: str | None,
     data_dir: str | None,
     encryption_key_file: str | None,
+    log_format: str | None,
 ) -> None:
     """Run a worker until SIGTERM or Ctrl-C (a second one skips the grace period)."""
     from noetl.cli import admin
@@ -390,6 +476,9 @@ def worker_start(
         key_file=encryption_key_file,
         decide=decide,
         resources=resources,
+        task_user=task_user,
+        python_scope_depth=python_scope_depth,
+        log_format=log_format,
     )
     sys.exit(code)
 
@@ -438,6 +527,21 @@ def db_status(database_url: str | None, data_dir: str | None, as_json: bool) -> 
     from noetl.cli import admin
 
     sys.exit(admin.db_status(database_url, data_dir, as_json))
+
+
+@db.command("stop")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    envvar="NOETL_DATA_DIR",
+    show_envvar=True,
+    help=DATA_DIR_HELP,
+)
+def db_stop(data_dir: str | None) -> None:
+    """Stop the embedded PostgreSQL now (it also stops when its last server or worker exits)."""
+    from noetl.cli import admin
+
+    admin.db_stop(data_dir)
 
 
 # ---- talking to the server ---------------------------------------------------------------------------
@@ -649,6 +753,9 @@ _auth.register(cli, credential)
 cli.add_command(_migrate.migrate)
 for _command in (_scheduling.schedule, _scheduling.trigger, _scheduling.resource, _scheduling.queue):
     cli.add_command(_command)
+_telemetry = importlib.import_module("noetl.cli.telemetry")
+cli.add_command(_telemetry.export)
+cli.add_command(_telemetry.stats)
 
 
 def main() -> None:

@@ -78,6 +78,8 @@ class Task:
     timeout: float | None = None
     accept_status: tuple[int, ...] = ()
     location: Location | None = None
+    field_locations: Mapping[str, Location] = field(default_factory=dict, compare=False, repr=False)
+    """Where each ``config`` field was written, for the tools' load-time errors."""
     spec: Mapping[str, JSON] = field(default_factory=dict)
     """Other keys of the task's ``spec`` (beyond timeout, policy, accept_status), kept verbatim."""
 

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import cast
 
 from noetl.dsl import normalize, yamlload
 from noetl.dsl.model import (
     JSON,
+    TOOL_KINDS,
     AdmitRule,
     Arc,
     Backoff,
@@ -39,7 +40,7 @@ from noetl.dsl.model import (
     Step,
     Task,
 )
-from noetl.dsl.schema import SHAPES, Field, JsonType
+from noetl.dsl.schema import SHAPES, TOOL_KIND, Field, JsonType
 from noetl.errors import Location, PlaybookError, UsageError
 
 _Map = dict[str, JSON]
@@ -64,11 +65,17 @@ _TYPE_NAMES = {
 }
 
 
-def parse(text: str, *, source: str | None = None, strict: bool = False) -> Playbook:
-    """Parse and validate playbook YAML; ``source`` names the file in errors and warnings."""
+def parse(
+    text: str, *, source: str | None = None, strict: bool = False, kinds: Collection[str] = TOOL_KINDS
+) -> Playbook:
+    """Parse and validate playbook YAML; ``source`` names the file in errors and warnings.
+
+    ``kinds`` are the tool kinds a task may name (the runtime passes its tool registry; the parser
+    itself knows only the built-in ones).
+    """
     document = yamlload.load(text, source)
     try:
-        return _parse_document(document, strict=strict)
+        return _parse_document(document, strict=strict, kinds=kinds)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         # A shape this parser failed to anticipate must still reach the user as a playbook error.
         message = (
@@ -77,7 +84,9 @@ def parse(text: str, *, source: str | None = None, strict: bool = False) -> Play
         raise PlaybookError(message, location=Location(source)) from exc
 
 
-def load(path: str | os.PathLike[str], *, strict: bool = False) -> Playbook:
+def load(
+    path: str | os.PathLike[str], *, strict: bool = False, kinds: Collection[str] = TOOL_KINDS
+) -> Playbook:
     """Read and parse a playbook file; an unreadable file is a UsageError."""
     name = os.fspath(path)
     try:
@@ -89,10 +98,10 @@ def load(path: str | os.PathLike[str], *, strict: bool = False) -> Playbook:
         ) from None
     except OSError as exc:
         raise UsageError(f"cannot read playbook file '{name}': {exc.strerror or exc}") from None
-    return parse(text, source=name, strict=strict)
+    return parse(text, source=name, strict=strict, kinds=kinds)
 
 
-def _parse_document(document: yamlload.Document, *, strict: bool) -> Playbook:
+def _parse_document(document: yamlload.Document, *, strict: bool, kinds: Collection[str]) -> Playbook:
     if document.root is None:
         raise PlaybookError("the playbook is empty", location=Location(document.file))
     if not isinstance(document.root, dict):
@@ -104,7 +113,7 @@ def _parse_document(document: yamlload.Document, *, strict: bool) -> Playbook:
     rewriter = normalize.Rewriter(document, strict=strict)
     root = normalize.playbook(document.root, rewriter)
     assert isinstance(root, dict)
-    _Checker(document).shape(root, "playbook", "", None)
+    _Checker(document, kinds).shape(root, "playbook", "", None)
     return _Builder(document, tuple(rewriter.warnings)).playbook(root)
 
 
@@ -114,8 +123,9 @@ def _parse_document(document: yamlload.Document, *, strict: bool) -> Playbook:
 class _Checker:
     """Checks canonical values against :data:`SHAPES`; raises on the first mismatch."""
 
-    def __init__(self, document: yamlload.Document) -> None:
+    def __init__(self, document: yamlload.Document, kinds: Collection[str]) -> None:
         self.document = document
+        self.kinds = kinds
 
     def error(
         self, message: str, container: object, key: str | int | None, path: str, step: str | None
@@ -160,9 +170,10 @@ class _Checker:
             self.error(
                 f"'{path}' must be {expected}, got {_json_type_name(value)}", container, key, path, step
             )
-        if isinstance(value, str) and f.enum and value not in f.enum:
+        allowed = self.kinds if f.noun == TOOL_KIND else f.enum
+        if isinstance(value, str) and allowed and value not in allowed:
             noun = f.noun or path
-            self.error(f"unknown {noun} '{value}'; allowed: {', '.join(f.enum)}", container, key, path, step)
+            self.error(f"unknown {noun} '{value}'; allowed: {', '.join(allowed)}", container, key, path, step)
         if f.minimum is not None and _is_type(value, "integer") and cast(int, value) < f.minimum:
             self.error(f"'{path}' must be at least {f.minimum}, got {value}", container, key, path, step)
         if isinstance(value, dict) and f.shape is not None:
@@ -548,6 +559,7 @@ class _Builder:
             timeout=self.task_timeout(raw, spec, step, path),
             accept_status=tuple(cast(list[int], spec.get("accept_status", []))),
             location=self.document.where(raw),
+            field_locations={k: self.document.where_key(raw, k) for k in raw if k not in _TASK_KEYS},
             spec={k: v for k, v in spec.items() if k not in _TASK_SPEC_KEYS},
         )
 

@@ -34,6 +34,9 @@ ROUTE_MODES: tuple[str, ...] = ("exclusive", "inclusive")
 FAILURE_MODES: tuple[str, ...] = ("fail_fast", "best_effort")
 PROFILES: tuple[str, ...] = ("local", "distributed", "auto")
 
+TOOL_KIND = "tool kind"
+"""The noun of a task's ``kind`` field: the parser checks it against the kinds it is given."""
+
 ANY: tuple[JsonType, ...] = ()
 """Field types meaning "any JSON value"."""
 
@@ -231,7 +234,7 @@ SHAPES: Mapping[str, Shape] = {
     "task": Shape(
         "One task; other keys are the tool's own fields (url, code, command, ...).",
         {
-            "kind": Field(_STR, "tool kind", required=True, enum=TOOL_KINDS, noun="tool kind"),
+            "kind": Field(_STR, "tool kind", required=True, enum=TOOL_KINDS, noun=TOOL_KIND),
             "name": Field(_STR, "label in a pipeline; for kind workbook, the workbook task"),
             "input": Field(_MAP, "bindings rendered before the tool runs"),
             "auth": Field(("string", "object"), "credential reference"),

@@ -11,15 +11,21 @@ Deliberate differences from ``yaml.safe_load``:
 * map keys are always strings, taken from the text (``200:`` is ``"200"``, ``on:`` is ``"on"``);
 * duplicate keys are an error instead of "last one wins";
 * timestamps stay strings (the model holds JSON values only);
-* unknown tags (``!foo``) and recursive aliases are errors.
+* unknown tags (``!foo``) and recursive aliases are errors;
+* input limits (:class:`Limits`): the text's size is checked before parsing; the number of values
+  the document would have with every alias expanded, and its nesting depth, are counted while the
+  values are built (aliases are shared, never copied), and the load stops at the first value over
+  a limit - an alias bomb costs only its own text. The error names the limit and the environment
+  variable that raises it (:data:`LIMIT_SETTINGS`); entry points call :func:`configure`.
 
 Every failure is a :class:`noetl.errors.PlaybookError` with file, line and column.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Final
 
 import yaml
 
@@ -38,6 +44,64 @@ _SCALARS: dict[str, Callable[[yaml.constructor.SafeConstructor, yaml.ScalarNode]
     _TAG + "float": yaml.constructor.SafeConstructor.construct_yaml_float,
 }
 _COLLECTION_TAGS = frozenset({_TAG + "map", _TAG + "seq"})
+
+LIMIT_SETTINGS: Final = {
+    "max_bytes": "NOETL_YAML_MAX_BYTES",
+    "max_nodes": "NOETL_YAML_MAX_NODES",
+    "max_depth": "NOETL_YAML_MAX_DEPTH",
+}
+"""Limit -> the environment variable that sets it (read by the entry points, see :func:`configure`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How much YAML one load may take."""
+
+    max_bytes: int = 64 * 1024 * 1024
+    """Characters of text (checked before parsing)."""
+    max_nodes: int = 2_000_000
+    """Values (maps, lists, scalars) with every alias expanded: an alias bomb's real size."""
+    max_depth: int = 200
+    """Nesting of maps and lists, aliases expanded."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Limits:
+        """The limits with any set in ``env`` (:data:`LIMIT_SETTINGS`); PlaybookError for a bad value."""
+        values: dict[str, int] = {}
+        for f in fields(cls):
+            raw = env.get(LIMIT_SETTINGS[f.name], "").strip()
+            if raw:
+                try:
+                    values[f.name] = int(raw)
+                    if values[f.name] <= 0:
+                        raise ValueError(raw)
+                except ValueError:
+                    raise PlaybookError(
+                        f"{LIMIT_SETTINGS[f.name]}={raw!r} is not a positive integer"
+                    ) from None
+        return cls(**values)
+
+
+class InputTooLarge(PlaybookError):
+    """The YAML is over one of the :class:`Limits` (HTTP 413)."""
+
+    http_status = 413
+
+
+_limits = Limits()
+
+
+def configure(limits: Limits) -> None:
+    """Set the limits of every later :func:`load` in this process (entry points only)."""
+    global _limits
+    _limits = limits
+
+
+def limits() -> Limits:
+    """The limits :func:`load` applies."""
+    return _limits
+
+
 _TEXT_TAGS = frozenset({_TAG + "str", _TAG + "timestamp", _TAG + "binary", _TAG + "value"})
 
 
@@ -121,8 +185,16 @@ class Document:
         self._alive.append(container)
 
 
-def load(text: str, file: str | None = None) -> Document:
-    """Parse one YAML document into plain values with positions; raise PlaybookError on bad YAML."""
+def load(text: str, file: str | None = None, limits: Limits | None = None) -> Document:
+    """Parse one YAML document into plain values with positions; raise PlaybookError on bad YAML
+    (:class:`InputTooLarge` over ``limits``, by default those :func:`configure` set)."""
+    limits = limits or _limits
+    if len(text) > limits.max_bytes:
+        raise InputTooLarge(
+            f"the YAML text has {len(text)} characters, more than the limit of {limits.max_bytes} "
+            f"(set {LIMIT_SETTINGS['max_bytes']} to raise it)",
+            location=Location(file),
+        )
     try:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
@@ -133,7 +205,7 @@ def load(text: str, file: str | None = None) -> Document:
     if node is None:
         return document
     try:
-        document.root = _Builder(document).value(node)
+        document.root = _Builder(document, limits).value(node)
     except RecursionError:
         raise PlaybookError("YAML is nested too deeply", location=Location(file)) from None
     return document
@@ -154,34 +226,69 @@ def _mark_location(exc: yaml.MarkedYAMLError, file: str | None) -> Location:
 class _Builder:
     """Walks the node tree once, building values and recording their positions."""
 
-    def __init__(self, document: Document) -> None:
+    def __init__(self, document: Document, limits: Limits) -> None:
         self.document = document
+        self.limits = limits
         self.constructor = yaml.constructor.SafeConstructor()
         self.done: dict[int, JSON] = {}
         self.building: set[int] = set()
+        self.sizes: dict[int, tuple[int, int]] = {}
+        """Node id -> (values, depth) of its value with aliases expanded."""
+        self.nodes = 0
+        """Values of the document so far, aliases expanded (each use of an alias counts it whole)."""
+        self.depth = 0
+
+    def count(self, node: yaml.Node, size: int) -> None:
+        """Add ``size`` expanded values; stop the load over the limit, before anything is expanded."""
+        self.nodes += size
+        if self.nodes > self.limits.max_nodes:
+            raise InputTooLarge(
+                f"the YAML document has more than {self.limits.max_nodes} values with its aliases "
+                f"expanded (set {LIMIT_SETTINGS['max_nodes']} to raise the limit)",
+                location=self.error("", node).location,
+            )
+
+    def too_deep(self, node: yaml.Node) -> PlaybookError:
+        return InputTooLarge(
+            f"the YAML document nests maps and lists more than {self.limits.max_depth} deep "
+            f"(set {LIMIT_SETTINGS['max_depth']} to raise the limit)",
+            location=self.error("", node).location,
+        )
 
     def error(self, message: str, node: yaml.Node) -> PlaybookError:
         mark = node.start_mark
         return PlaybookError(message, location=Location(self.document.file, mark.line + 1, mark.column + 1))
 
     def value(self, node: yaml.Node) -> JSON:
-        # Aliases compose to the very same node object: build it once and share the value.
+        # Aliases compose to the very same node object: build it once and share the value, but
+        # count it whole each time it is used (its expanded size is what consumers would walk).
         key = id(node)
         if key in self.done:
+            size, height = self.sizes[key]
+            self.count(node, size)
+            if self.depth + height > self.limits.max_depth:
+                raise self.too_deep(node)
             return self.done[key]
         if key in self.building:
             raise self.error("recursive YAML alias is not allowed", node)
         self.building.add(key)
         if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _COLLECTION_TAGS:
             raise self.error(f"unsupported YAML tag '{node.tag}'", node)
-        if isinstance(node, yaml.MappingNode):
-            result: JSON = self.mapping(node)
-        elif isinstance(node, yaml.SequenceNode):
-            result = self.sequence(node)
+        before = self.nodes
+        self.count(node, 1)
+        height = 0
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+            self.depth += 1
+            if self.depth > self.limits.max_depth:
+                raise self.too_deep(node)
+            result: JSON = self.mapping(node) if isinstance(node, yaml.MappingNode) else self.sequence(node)
+            self.depth -= 1
+            height = 1 + max((self.sizes[id(child)][1] for child in _children(node)), default=0)
         else:
             result = self.scalar(node)
         self.building.discard(key)
         self.done[key] = result
+        self.sizes[key] = (self.nodes - before, height)
         return result
 
     def scalar(self, node: yaml.Node) -> JSON:
@@ -246,6 +353,18 @@ class _Builder:
             if key not in result:
                 result[key] = value
                 marks.keys[key] = marks.values[key] = _position(node)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    """The value nodes a collection node was built from (a map's values and merge sources)."""
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    found: list[yaml.Node] = []
+    for _key, value in node.value:
+        found.extend(
+            value.value if isinstance(value, yaml.SequenceNode) and _key.tag == _TAG + "merge" else [value]
+        )
+    return found
 
 
 def _position(node: yaml.Node) -> _Position:

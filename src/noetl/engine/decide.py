@@ -44,6 +44,7 @@ The rules (REFERENCE §4, DECISIONS 3-6, 10, 15-19, 24):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -106,6 +107,14 @@ def initial_event(
         },
         at=now,
     )
+
+
+def resume_step(playbook: Playbook, initialized: ev.Event) -> str | None:
+    """The step a re-run starts from (``playbook.initialized`` ``resume.from_step``), when it names
+    one of the playbook's steps; None for an ordinary run (the entry step)."""
+    resume = initialized.data.get("resume")
+    step = resume.get("from_step") if isinstance(resume, Mapping) else None
+    return step if isinstance(step, str) and step in playbook.steps else None
 
 
 def decide(
@@ -185,7 +194,7 @@ class _Decider:
         name = event.name
         if name == ev.PLAYBOOK_INITIALIZED:
             apply(self.s, event)
-            self.dispatch(self.pb.entry_step, source=None)
+            self.dispatch(resume_step(self.pb, event) or self.pb.entry_step, source=None)
         elif name in (ev.COMMAND_COMPLETED, ev.COMMAND_FAILED):
             cmd = self.s.commands.get(event.command_id or "")
             apply(self.s, event)

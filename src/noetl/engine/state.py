@@ -14,7 +14,8 @@ What each event does to the state:
 ``call.done``/``call.error`` the outcome is attached to the in-flight command (first one wins)
 ``command.completed|failed`` the command leaves flight; its outcome is recorded: variables written
                             by tasks, the step's result and status (loop: the iteration's result)
-``command.cancelled``       the command leaves flight, nothing recorded
+``command.cancelled``       the command leaves flight, nothing recorded; a running step with no
+                            command left in flight is CANCELLED
 ``ctx.updated``             variables written by ``set`` (last event wins)
 ``step.skipped``            step SKIPPED
 ``next.evaluated``          the targets that an arc fired for are armed (waiting for dispatch);
@@ -204,6 +205,10 @@ def _initialized(state: State, e: ev.Event) -> None:
     state.playbook_path = str(d.get("path", ""))
     state.parent_execution_id = d.get("parent_execution_id")
     state.variables = dict(d.get("workload") or {})
+    resume = d.get("resume")
+    if isinstance(resume, dict):  # a re-run from a step: what the steps before it left (DECISIONS: UI)
+        state.variables.update(resume.get("variables") or {})
+        state.results.update(resume.get("results") or {})
     state.status = RUNNING
     state.started_at = e.at
     state.priority = d.get("priority")
@@ -254,6 +259,8 @@ def _command_terminal(state: State, e: ev.Event) -> None:
     if e.name == ev.COMMAND_CANCELLED:
         if st.loop is not None and cmd.index is not None:
             st.loop.in_flight -= 1
+        if st.in_flight == 0 and st.status == RUNNING:
+            st.status = CANCELLED  # nothing of it runs any more: not "running" forever (issue 17)
         return
     outcome = cmd.outcome or {}
     ok = e.name == ev.COMMAND_COMPLETED and outcome.get("ok", True)

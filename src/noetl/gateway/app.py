@@ -64,6 +64,24 @@ class Gateway:
     http: httpx.AsyncClient
     authenticator: Authenticator
     limiter: RateLimiter
+    _token: str | None = None
+
+    def service_token(self) -> str | None:
+        """The configured service token, else the one the server on this machine created."""
+        if self._token is None:
+            self._token = self.settings.service_token or _token_file(self.settings)
+        return self._token
+
+
+def _token_file(settings: GatewaySettings) -> str | None:
+    from urllib.parse import urlsplit
+
+    from noetl.store import servicetoken
+
+    host = urlsplit(settings.server_url).hostname or ""
+    if settings.service_token_file is None or host not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    return servicetoken.read(settings.service_token_file.parent)
 
 
 def create_app(settings: GatewaySettings) -> Starlette:
@@ -196,7 +214,7 @@ def _json(body: bytes) -> dict[str, Any]:
 async def _server_json(
     gateway: Gateway, method: str, path: str, body: dict[str, Any] | None
 ) -> dict[str, Any] | None:
-    headers = _service({}, gateway.settings.service_token)
+    headers = _service({}, gateway.service_token())
     response = await _send(gateway, gateway.http.build_request(method, path, json=body, headers=headers))
     try:
         if response.status_code == 404:
@@ -223,7 +241,7 @@ async def _proxy(
         "/api/" + request.path_params["path"],
         params=str(request.query_params),
         content=body or None,
-        headers=_service(headers, gateway.settings.service_token),
+        headers=_service(headers, gateway.service_token()),
     )
     try:
         response = await _send(gateway, upstream)

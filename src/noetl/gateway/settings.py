@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from noetl.errors import UsageError
 
@@ -21,6 +22,7 @@ ENVIRONMENT = {
     "burst": "NOETL_GATEWAY_BURST",
     "max_body_bytes": "NOETL_GATEWAY_MAX_BODY_BYTES",
     "log_level": "NOETL_LOG_LEVEL",
+    "log_format": "NOETL_LOG_FORMAT",
 }
 
 
@@ -39,6 +41,9 @@ class GatewaySettings:
     port: int = 8080
     server_url: str = "http://127.0.0.1:8082"
     service_token: str | None = None
+    service_token_file: Path | None = None
+    """Where the server keeps the token it created (read when ``service_token`` is not set and
+    the server is on this machine)."""
     jwt_secret: str | None = None
     jwks_url: str | None = None
     jwt_audience: str | None = None
@@ -49,6 +54,8 @@ class GatewaySettings:
     timeout_seconds: float = 60.0
     key_cache_seconds: float = 5.0
     log_level: str = "info"
+    log_format: str = "text"
+    """``text`` or ``json`` (one object a line)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], **overrides: object) -> GatewaySettings:

@@ -122,8 +122,12 @@ class Orchestrator:
         parent_key: str | None = None,
         priority: int | None = None,
         inherited_priority: int | None = None,
+        lineage: Mapping[str, Any] | None = None,
     ) -> int:
         """Create an execution of ``entry`` and dispatch its entry step, in one transaction.
+
+        ``lineage`` adds keys to the first event: a re-run's ``rerun_of`` and ``resume`` (the step it
+        starts from and what the steps before it left, ``noetl.server.rerun``).
 
         With ``parent_key`` (a sub-playbook call: the parent's command id and the call's number in
         that run of the command) the start is idempotent: when that call already started a child -
@@ -144,6 +148,8 @@ class Orchestrator:
         )
         if priority is not None:
             first = replace(first, data={**first.data, "priority": priority})
+        if lineage:
+            first = replace(first, data={**first.data, **lineage})
         row = ExecutionRow(execution_id, entry.catalog_id, entry.path, "RUNNING", parent_execution_id)
         work = _Work(row, State())
         self._run(playbook, work, [first])
@@ -193,7 +199,9 @@ class Orchestrator:
             async with conn.transaction():
                 opened = await decisions.open(conn, batch)
                 locked = {r.execution_id for r in opened.rows}
-                self.busy.update(i for i in batch if i not in locked)
+                # retry only executions another pass holds: one that ended (a cancel, a late
+                # report) has nothing left to record, and retrying it would spin (issue 17)
+                self.busy.update(opened.busy)
                 self.busy.difference_update(locked)
                 works = await self._decide_locked(conn, opened.rows, opened.pending)
         except BaseException:

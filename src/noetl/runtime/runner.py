@@ -326,6 +326,11 @@ class _Command:
     ) -> JSON:
         tool = registry.get(task.kind)
         check_config(tool, config, step=self.step.name, task=task.name)
+        if task.kind == "playbook" and self.redactor:
+            # A sub-playbook's workload is stored (its execution, events, commands, API answers):
+            # secrets do not cross into it by value (the child names its own credentials).
+            config = cast("dict[str, JSON]", self.redactor.redact(config))
+            arguments = cast("dict[str, JSON]", self.redactor.redact(arguments))
         timeout = task.timeout if task.timeout is not None else self.step.timeout
         call = Call(
             self.execution_id,
@@ -337,6 +342,7 @@ class _Command:
             credential,
             timeout,
             self.services,
+            self.playbook.path or "",
             _plain_context(self.scope) if _wants_context(task, config) else None,
         )
         if timeout is None:
@@ -370,7 +376,7 @@ class _Command:
                 found = await self.store.get(name, self.use)
             self.credentials[name] = found
             self.redactor.add_data(found.get("data"))
-        return found
+        return found if "name" in found else {**found, "name": name}  # tools name it in errors
 
     def _keychain(self) -> Keychain | None:
         if self.keychain is None and self.playbook.keychain:

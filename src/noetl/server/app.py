@@ -3,7 +3,8 @@
 On start (the lifespan) the server finds its database (the embedded PostgreSQL when no URL is
 set), applies pending migrations, opens a connection pool, and starts three background tasks: the
 orchestrator loop (``Orchestrator.serve``: LISTEN ``noetl_results`` + polling), the lease
-reaper and the scheduler (``noetl.server.scheduler``: schedules and priority aging, one leader).
+reaper, the scheduler (``noetl.server.scheduler``: schedules and priority aging, one leader) and,
+when a sink is configured, the event exporter (``noetl.telemetry.export``, one leader).
 On stop it signals them, waits up to ``shutdown_grace`` seconds, and closes the pool.
 """
 
@@ -23,19 +24,24 @@ from noetl.runtime import placement
 from noetl.runtime.orchestration import Orchestrator
 from noetl.server import (
     auth,
+    browse,
     catalog,
     credentials,
     events,
     execute,
     executions,
     health,
+    live,
     metrics,
     problems,
     queue,
     reaper,
     replay,
     schedules,
+    telemetry,
+    tools,
     triggers,
+    ui,
     workers,
 )
 from noetl.server.context import ServerContext
@@ -51,6 +57,8 @@ ROUTERS = (
     health.router,
     catalog.router,
     execute.router,
+    browse.catalog_router,
+    browse.router,  # before executions.router: /api/executions/search is not an execution id
     executions.router,
     events.router,
     queue.router,
@@ -60,6 +68,9 @@ ROUTERS = (
     schedules.router,
     triggers.router,
     metrics.router,
+    tools.router,
+    telemetry.router,
+    ui.router,
 )
 
 
@@ -73,9 +84,12 @@ def create_app(settings: ServerSettings) -> FastAPI:
     )
     problems.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(auth.ServiceAuth, token=settings.service_token, require_token=settings.require_token)
+    app.add_middleware(
+        auth.ServiceAuth, token=settings.service_token, insecure_loopback=settings.insecure_loopback
+    )
     for router in ROUTERS:
         app.include_router(router)
+    app.mount("/ui/assets", ui.assets(), name="ui-assets")
     return app
 
 
@@ -104,8 +118,11 @@ def _lifespan(settings: ServerSettings) -> Callable[[FastAPI], AbstractAsyncCont
                 ),
                 cipher=cipher,
                 playbooks=PlaybookCache(),
+                exporter=telemetry.exporter(ready, pool),
             )
             app.state.noetl = context
+            app.state.ui_feeds = live.ExecutionFeeds(pool)
+            app.state.ui_list_feed = live.ListFeed(pool)
             app.state.scheduler = Scheduler(
                 context, tick=ready.scheduler_tick, aging_seconds=ready.priority_aging_seconds
             )
@@ -154,6 +171,8 @@ async def background(context: ServerContext, scheduler: Scheduler | None = None)
         jobs.append(reaper.run(context.database_url, stop, settings.reaper_interval))
     if settings.schedule and scheduler is not None:
         jobs.append(scheduler.run(stop))
+    if context.exporter is not None:
+        jobs.append(context.exporter.run(stop))
     tasks = [asyncio.create_task(_logged(job)) for job in jobs]
     try:
         yield

@@ -1,42 +1,65 @@
-"""Who may talk to the server: loopback clients, and others only with the service token.
+"""Who may talk to the server: callers holding the service token, nobody else by default.
 
 The server is not the public entry point: the gateway (``noetl gateway start``) authenticates
 users and forwards their requests with ``Authorization: Bearer <service token>`` and the caller's
-name in ``X-NoETL-Principal``. This middleware lets a request through when
+identity in ``X-NoETL-Principal`` (name), ``X-NoETL-Role`` and ``X-NoETL-Paths`` (the catalog path
+patterns, a JSON list). This middleware lets a request through when
 
-* it carries the service token (``NOETL_SERVICE_TOKEN``), compared in constant time; or
-* it comes from a loopback address and ``require_token`` is off (the default, so a server and its
-  workers on one machine need no setup).
+* it carries the service token (``NOETL_SERVICE_TOKEN``, else the ``service.token`` the server
+  created in its data directory), compared in constant time; or
+* the server was started with the development flag ``--insecure-loopback``
+  (``NOETL_SERVER_INSECURE_LOOPBACK=true``), the request comes from a loopback address and carries
+  no ``Authorization`` header at all.
 
-Everything else gets 401 before any handler runs; ``/health`` stays open for probes. A wrong token
-is refused even from loopback. Handlers read who asked with :func:`principal`: the gateway's
-``X-NoETL-Principal`` when the request was trusted, else ``local``/``service``.
+Everything else gets 401 before any handler runs - loopback callers included, so user code running
+on the server's machine cannot call it without the token; ``/health`` stays open for probes. A wrong
+token is refused even with the development flag. The principal headers are believed only on a
+request that carried the service token: anyone else's are ignored. Handlers read who asked with
+:func:`caller`.
 """
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
+import json
+from dataclasses import dataclass
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from noetl.server import problems
 
-OPEN_PATHS = frozenset({"/health"})
+OPEN_PATHS = frozenset({"/health", "/ui", "/ui/", "/ui/config.json"})
+OPEN_PREFIXES = ("/ui/assets/",)
+"""The web UI's files (no data in them; the API calls they make are checked as any other)."""
 PRINCIPAL_HEADER = "x-noetl-principal"
+ROLE_HEADER = "x-noetl-role"
+PATHS_HEADER = "x-noetl-paths"
+TRUST_KEY = "noetl_trusted"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who a request is for: the gateway's principal on a service-token request, else the
+    service itself (``service``, or ``local`` under ``--insecure-loopback``) with every path."""
+
+    name: str
+    role: str = "admin"
+    paths: tuple[str, ...] = ("*",)
 
 
 class ServiceAuth:
     """ASGI middleware enforcing the rules of the module docstring."""
 
-    def __init__(self, app: ASGIApp, token: str | None, require_token: bool) -> None:
+    def __init__(self, app: ASGIApp, token: str | None, insecure_loopback: bool) -> None:
         self.app = app
         self.token = token.encode("utf-8") if token else None
-        self.require_token = require_token
+        self.insecure_loopback = insecure_loopback
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") in OPEN_PATHS:
+        path = str(scope.get("path", ""))
+        if scope["type"] != "http" or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             await self.app(scope, receive, send)
             return
         refusal = self._refusal(scope)
@@ -50,28 +73,44 @@ class ServiceAuth:
     def _refusal(self, scope: Scope) -> str | None:
         """None when the request may pass, else the reason it may not."""
         presented = _bearer(scope)
-        if presented is not None and self.token is not None:
-            if hmac.compare_digest(presented, self.token):
-                scope.setdefault("state", {})["noetl_trusted"] = "service"
+        if presented is not None:
+            if self.token is not None and hmac.compare_digest(presented, self.token):
+                scope.setdefault("state", {})[TRUST_KEY] = "service"
                 return None
             return "the bearer token is not this server's service token"
-        if not self.require_token and _loopback(scope):
-            scope.setdefault("state", {})["noetl_trusted"] = "local"
+        if self.insecure_loopback and _loopback(scope):
+            scope.setdefault("state", {})[TRUST_KEY] = "local"
             return None
-        if self.token is None:
-            return (
-                "this server serves loopback clients only; configure NOETL_SERVICE_TOKEN and send it "
-                "as 'Authorization: Bearer <token>', or go through the gateway"
-            )
-        return "the server requires its service token ('Authorization: Bearer <token>')"
+        return (
+            "the server requires its service token ('Authorization: Bearer <token>'; NOETL_SERVICE_TOKEN, "
+            "or the service.token file in the server's data directory); users go through the gateway"
+        )
+
+
+def caller(request: Request) -> Caller:
+    """Who the request is for (see :class:`Caller`)."""
+    trusted = str(request.scope.get("state", {}).get(TRUST_KEY, "local"))
+    forwarded = request.headers.get(PRINCIPAL_HEADER)
+    if trusted != "service" or not forwarded:
+        return Caller(trusted)
+    role = request.headers.get(ROLE_HEADER) or "viewer"
+    return Caller(forwarded[:200], role, _paths(request.headers.get(PATHS_HEADER)))
+
+
+def _paths(header: str | None) -> tuple[str, ...]:
+    """The JSON list of path patterns the gateway sent; nothing (no paths) when absent or bad."""
+    try:
+        found = json.loads(header or "[]")
+    except ValueError:
+        return ()
+    if not isinstance(found, list):
+        return ()
+    return tuple(p for p in found if isinstance(p, str) and p)
 
 
 def principal(request: Request) -> str:
-    """Who the request is for: the gateway's principal header on a trusted request, else how it
-    was trusted (``service`` or ``local``)."""
-    trusted = str(request.scope.get("state", {}).get("noetl_trusted", "local"))
-    forwarded = request.headers.get(PRINCIPAL_HEADER)
-    return forwarded[:200] if forwarded else trusted
+    """The name of who the request is for (see :func:`caller`)."""
+    return caller(request).name
 
 
 def _bearer(scope: Scope) -> bytes | None:

@@ -18,6 +18,7 @@ from noetl.server.playbooks import PlaybookCache
 from noetl.server.settings import ServerSettings
 from noetl.store.crypto import Cipher
 from noetl.store.db import Connection
+from noetl.telemetry.export import Exporter
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,8 @@ class ServerContext:
     orchestrator: Orchestrator
     cipher: Cipher
     playbooks: PlaybookCache
+    exporter: Exporter | None = None
+    """The event exporter when a sink is configured (``NOETL_EXPORT_CLICKHOUSE_URL``)."""
 
 
 def server_context(request: Request) -> ServerContext:

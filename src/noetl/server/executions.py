@@ -214,6 +214,7 @@ def step_counts(state: st.State) -> dict[str, int]:
         "running_steps": statuses.count(st.RUNNING),
         "failed_steps": statuses.count(st.FAILED),
         "skipped_steps": statuses.count(st.SKIPPED),
+        "cancelled_steps": statuses.count(st.CANCELLED),
     }
 
 

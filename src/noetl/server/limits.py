@@ -49,7 +49,10 @@ class BodyLimit:
         await response(scope, receive, send)
 
     def _reason(self) -> str:
-        return f"request body larger than {self.max_bytes} bytes"
+        return (
+            f"request body larger than {self.max_bytes} bytes "
+            "(the server's NOETL_SERVER_MAX_BODY_BYTES raises the limit)"
+        )
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -14,6 +14,10 @@ what they do shows here as queue and worker figures.
 ``noetl_global_resource_in_use{resource}``   units held by running commands
 ``noetl_orchestrator_passes_total``          this server's orchestration passes (counter)
 ``noetl_orchestrator_recorded_total``        outcomes those passes recorded (counter)
+``noetl_export_lag_events{sink}``            events not yet delivered to an export sink (up to 100,000)
+``noetl_export_lag_seconds{sink}``           age of the oldest of those
+``noetl_worker_*{worker,...}``               each live worker's own metrics, reported with its heartbeats
+                                             when it has no push endpoint (``noetl.telemetry.metrics``)
 =========================================== ==========================================================
 """
 
@@ -31,6 +35,10 @@ from noetl.server.context import Server
 
 router = APIRouter(tags=["metrics"])
 
+WORKER_METRICS_FRESH_SECONDS = 60.0
+"""Workers whose last heartbeat is older than this no longer show in /metrics."""
+LAG_CAP = 100_000
+
 
 class _Snapshot(Collector):
     """A collector that yields metric families computed before the scrape was rendered."""
@@ -45,13 +53,17 @@ class _Snapshot(Collector):
 @router.get("/metrics", response_class=Response)
 async def metrics(server: Server) -> Response:
     from noetl.server.workers import STALE_AFTER_SECONDS
-    from noetl.store import backlog, executions, resources, workers
+    from noetl.store import backlog, executions, exports, resources, workers
+    from noetl.telemetry import metrics as worker_metrics
 
     async with server.pool.connection() as conn:
         queue = await backlog.stats(conn)
         running = await executions.count_running(conn)
         registered = await workers.list(conn)
         caps = await resources.list(conn)
+        reported = await workers.metrics(conn, WORKER_METRICS_FRESH_SECONDS)
+        cursors = await exports.cursors(conn)
+        lags = [(c.sink, *await exports.lag(conn, c.position, cap=LAG_CAP)) for c in cursors]
     families: list[Metric] = []
     by_pool: dict[str, dict[str, float]] = {}
     for row in queue:
@@ -94,9 +106,24 @@ async def metrics(server: Server) -> Response:
             value=float(orchestrator.recorded),
         )
     )
+    families.extend(_export_lags(lags))
+    families.extend(worker_metrics.merge(reported))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Snapshot(families))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _export_lags(lags: list[tuple[str, int, float]]) -> list[Metric]:
+    events = GaugeMetricFamily(
+        "noetl_export_lag_events", "Events not yet delivered to a sink.", labels=["sink"]
+    )
+    seconds = GaugeMetricFamily(
+        "noetl_export_lag_seconds", "Age of the oldest event not yet delivered to a sink.", labels=["sink"]
+    )
+    for sink, behind, age in lags:
+        events.add_metric([sink], float(behind))
+        seconds.add_metric([sink], age)
+    return [events, seconds]
 
 
 def _resources(caps: list[dict[str, Any]]) -> list[Metric]:

@@ -27,7 +27,7 @@ ENVIRONMENT = {
     "encryption_key_file": "NOETL_ENCRYPTION_KEY_FILE",
     "previous_keys": "NOETL_ENCRYPTION_PREVIOUS_KEYS",
     "service_token": "NOETL_SERVICE_TOKEN",
-    "require_token": "NOETL_SERVER_REQUIRE_TOKEN",
+    "insecure_loopback": "NOETL_SERVER_INSECURE_LOOPBACK",
     "reaper_interval": "NOETL_REAPER_INTERVAL",
     "poll_seconds": "NOETL_ORCHESTRATOR_POLL_SECONDS",
     "pool_max_size": "NOETL_SERVER_POOL_SIZE",
@@ -41,6 +41,11 @@ ENVIRONMENT = {
     "scheduler_tick": "NOETL_SCHEDULER_TICK",
     "priority_aging_seconds": "NOETL_PRIORITY_AGING_SECONDS",
     "pools_by_kind": "NOETL_POOLS_BY_KIND",
+    "log_format": "NOETL_LOG_FORMAT",
+    "export_clickhouse_url": "NOETL_EXPORT_CLICKHOUSE_URL",
+    "export_clickhouse_database": "NOETL_EXPORT_CLICKHOUSE_DATABASE",
+    "export_batch": "NOETL_EXPORT_BATCH",
+    "export_interval": "NOETL_EXPORT_INTERVAL",
 }
 
 
@@ -55,9 +60,11 @@ class ServerSettings:
     while ``noetl credential rotate-key`` runs. ``orchestrate`` and ``reap`` switch the
     background tasks (a read-only API replica may run without them).
 
-    Access: requests from loopback are served as they come; any other client must send
-    ``Authorization: Bearer <service_token>`` (the gateway and remote workers do). With
-    ``require_token`` even loopback clients must send it. ``/health`` is always open.
+    Access: every client must send ``Authorization: Bearer <service_token>`` (the gateway, the CLI
+    and remote workers do), loopback ones included; without a configured ``service_token`` the
+    server uses the ``service.token`` file of its data directory, created on first start
+    (``noetl.store.servicetoken``). ``insecure_loopback`` - a development flag - serves loopback
+    clients that send no token at all. ``/health`` is always open.
     """
 
     host: str = DEFAULT_HOST
@@ -68,8 +75,9 @@ class ServerSettings:
     encryption_key_file: Path | None = None
     previous_keys: str | None = None
     service_token: str | None = None
-    require_token: bool = False
-    reaper_interval: float = 5.0
+    insecure_loopback: bool = False
+    reaper_interval: float = 1.0
+    """Seconds between reaper runs (one indexed query when no lease expired)."""
     poll_seconds: float = 1.0
     pool_min_size: int = 1
     pool_max_size: int = 10
@@ -108,6 +116,16 @@ class ServerSettings:
     pools_by_kind: str = ""
     """Default pool per tool kind for steps without ``spec.pool``, e.g. ``python=cpu,http=io``
     (workers that decide need the same setting: NOETL_POOLS_BY_KIND)."""
+
+    log_format: str = "text"
+    """``text`` or ``json`` (one object a line with execution_id, step, command_id, trace_id)."""
+    export_clickhouse_url: str | None = None
+    """Export every event to this ClickHouse (``http://user:password@host:8123``); off when unset."""
+    export_clickhouse_database: str = "noetl"
+    export_batch: int = 5000
+    """Events per export batch."""
+    export_interval: float = 1.0
+    """Seconds between export polls once the sink has caught up."""
 
     def __post_init__(self) -> None:
         for part in (p.strip() for p in self.queue_depth_by_pool.split(",") if p.strip()):
@@ -165,5 +183,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "scheduler_tick": float,
     "priority_aging_seconds": float,
     "encryption_key_file": _path,
-    "require_token": _bool,
+    "insecure_loopback": _bool,
+    "export_batch": int,
+    "export_interval": float,
 }

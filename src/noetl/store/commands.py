@@ -145,10 +145,22 @@ async def release(conn: Connection, worker_id: str, command_ids: Sequence[str]) 
 @wrap
 async def reap(conn: Connection, limit: int = 1000) -> int:
     """Handle up to ``limit`` expired leases: ready again while attempts remain, else failed with a
-    ``lease_expired`` command.failed outcome. Returns how many were handled."""
-    async with conn.cursor(row_factory=tuple_row) as cur:
-        await cur.execute(Q["reap"], {"limit": limit})
-        return cur.rowcount
+    ``lease_expired`` command.failed outcome. Each command queued again gets a ``command.reissued``
+    event in its execution's log (naming the worker that lost it). One transaction (a savepoint
+    when the caller has one open); returns how many leases were handled."""
+    async with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute(Q["expired_executions"], {"limit": limit})
+        execution_ids = [row[0] for row in await cur.fetchall()]
+        if not execution_ids:
+            return 0
+        await cur.execute(Q["lock_executions"], {"execution_ids": execution_ids})
+        await cur.execute(Q["reap"], {"limit": limit, "execution_ids": execution_ids})
+        row = await cur.fetchone()
+        assert row is not None, "a SELECT of aggregates gave no row"
+        handled, reissued = row
+        if reissued:
+            await cur.execute(Q["reissued"], {"rows": jsonb.dumps(reissued)})
+        return int(handled)
 
 
 @wrap

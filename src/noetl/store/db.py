@@ -29,6 +29,8 @@ COMMANDS_CHANNEL = "noetl_commands"
 """Payload: a pool name. Sent once per committed batch of commands that became ready in that pool."""
 RESULTS_CHANNEL = "noetl_results"
 """Payload: an execution id. Sent when an execution needs an orchestration pass."""
+CANCELLED_CHANNEL = "noetl_cancelled"
+"""Payload: a worker id. Sent when commands that worker holds were cancelled (it stops their tasks)."""
 
 
 async def connect(url: str, *, autocommit: bool = True) -> Connection:

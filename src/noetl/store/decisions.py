@@ -9,7 +9,7 @@ go in ready, and each pool with ready ones is notified once when the transaction
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from noetl.engine.events import Event
@@ -45,6 +45,9 @@ class Opened:
     rows: list[ExecutionRow]
     pending: dict[int, list[PendingResult]]
     recorded: set[str]
+    busy: set[int] = field(default_factory=set)
+    """Wanted executions still RUNNING whose lock another transaction held (worth a retry); an
+    execution that is no longer RUNNING is in neither ``rows`` nor ``busy``."""
 
 
 @wrap
@@ -71,7 +74,7 @@ async def open(
     cur = await conn.execute(OPEN_WAITING if wait else Q["open"], params, prepare=True)
     row = await cur.fetchone()
     assert row is not None, "a SELECT of aggregates gave no row"
-    accepted_ids, locked, waiting = row
+    accepted_ids, locked, waiting, busy = row
     rows = [ExecutionRow(**item) for item in locked]
     pending: dict[int, list[PendingResult]] = {}
     for execution_id, command_id, status, outcome in waiting:
@@ -86,7 +89,7 @@ async def open(
                 PendingResult(report.command_id, status, report.events)
             )
             recorded.add(report.command_id)
-    return Opened(accepted, rows, pending, recorded)
+    return Opened(accepted, rows, pending, recorded, {int(i) for i in busy})
 
 
 @wrap

@@ -3,7 +3,8 @@
 ``noetl server`` without ``NOETL_DATABASE_URL`` calls :func:`ensure`, and so does ``noetl worker`` on
 the same machine: the first call initialises and starts the server, later calls (from any process)
 find it running through its ``postmaster.pid`` and reuse it. The server listens on a Unix socket
-only and keeps running after the process that started it exits; :func:`stop` shuts it down.
+only; it stops when the last process that called :func:`ensure` exits (pgserver keeps their ids
+beside the data), and :func:`stop` (``noetl db stop``) shuts it down at once.
 NoETL's tables live in a database named ``noetl`` inside it.
 """
 
@@ -44,8 +45,9 @@ def ensure(data_dir: Path | None = None) -> str:
     pgdata = (data_dir or default_dir()).expanduser().resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     try:
-        # cleanup_mode=None: leave the server running when this process exits, for the others.
-        server = load_pgserver().get_server(pgdata, cleanup_mode=None)
+        # cleanup_mode="stop": pgserver counts the processes using the server (in the data
+        # directory) and stops it when the last of them exits, so it does not outlive them.
+        server = load_pgserver().get_server(pgdata, cleanup_mode="stop")
         url = server.get_uri()
     except (OSError, subprocess.SubprocessError, AssertionError, RuntimeError) as exc:
         raise StoreUnavailable(f"could not start the embedded PostgreSQL in {pgdata}: {exc}") from exc
@@ -86,7 +88,9 @@ def create_database(server_url: str) -> None:
     with translated("creating the noetl database"), psycopg.connect(server_url, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE]).fetchone()
         if exists is None:
-            with contextlib.suppress(psycopg.errors.DuplicateDatabase):  # another process was first
+            # Another process was first: caught by name, or by the catalog's unique index when
+            # both CREATE DATABASE statements ran at the same moment.
+            with contextlib.suppress(psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
 
 

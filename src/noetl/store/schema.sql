@@ -461,3 +461,29 @@ ALTER TABLE noetl.execution ALTER COLUMN payload TYPE json USING payload::json;
 ALTER TABLE noetl.execution ALTER COLUMN result TYPE json USING result::json;
 ALTER TABLE noetl.execution ALTER COLUMN error TYPE json USING error::json;
 ALTER TABLE noetl.result ALTER COLUMN data TYPE json USING data::json;
+
+-- ---- 0006_event_export: exporters read the log in commit order, after their own cursor ---------
+-- Exporters read the event log in commit order, after a durable cursor of their own.
+--
+-- Event ids are per execution, so the log has no global order by itself. `tx` is the id of the
+-- transaction that wrote the row: an exporter reads only rows whose transaction is older than every
+-- transaction of this database still running, so no row can later appear behind its cursor, and
+-- orders by (tx, execution_id, event_id), which never changes once a row is visible.
+ALTER TABLE noetl.event ADD COLUMN tx xid8 NOT NULL DEFAULT pg_current_xact_id();
+CREATE INDEX event_export_idx ON noetl.event (tx, execution_id, event_id);
+
+-- One row per export sink: the last event it has (at least once), and how it is doing.
+CREATE TABLE noetl.export_cursor (
+    sink text PRIMARY KEY,
+    tx xid8 NOT NULL DEFAULT '0',
+    execution_id bigint NOT NULL DEFAULT 0,
+    event_id bigint NOT NULL DEFAULT 0,
+    exported bigint NOT NULL DEFAULT 0,             -- events delivered so far (re-deliveries count)
+    last_error text,                                -- the last failure, until a batch succeeds
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- ---- 0007_worker_metrics: workers' metrics reported through the registry ---------------------
+-- Workers without a metrics push endpoint report their metrics (Prometheus text) with each
+-- heartbeat; the server's /metrics serves those of live workers (noetl.telemetry.metrics).
+ALTER TABLE noetl.runtime ADD COLUMN metrics text;

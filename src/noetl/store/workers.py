@@ -44,11 +44,20 @@ async def register(
 
 
 @wrap
-async def heartbeat(conn: Connection, worker_id: str) -> bool:
-    """Record that the worker is alive; False if it is not registered (it should register again)."""
+async def heartbeat(conn: Connection, worker_id: str, metrics: str | None = None) -> bool:
+    """Record that the worker is alive (and its metrics text, when given); False if it is not
+    registered (it should register again)."""
     async with conn.cursor(row_factory=tuple_row) as cur:
-        await cur.execute(Q["heartbeat"], {"worker_id": worker_id}, prepare=True)
+        await cur.execute(Q["heartbeat"], {"worker_id": worker_id, "metrics": metrics}, prepare=True)
         return cur.rowcount == 1
+
+
+@wrap
+async def metrics(conn: Connection, fresh_seconds: float) -> dict[str, str]:
+    """Worker id -> metrics text of the workers that heartbeat within ``fresh_seconds``."""
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute(Q["metrics"], {"fresh": fresh_seconds})
+        return {worker_id: text for worker_id, text in await cur.fetchall()}
 
 
 @wrap

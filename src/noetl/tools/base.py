@@ -14,10 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from noetl.dsl.model import JSON
 from noetl.errors import ToolConfigError
+
+if TYPE_CHECKING:
+    from noetl.tools.sandbox import Sandbox
 
 ChildRunner = Callable[..., Awaitable[dict[str, Any]]]
 """``await run_child(path=..., payload=..., version=..., return_step=..., wait=True)``.
@@ -33,6 +36,8 @@ class Services:
     python_pool: Any = None
     run_child: ChildRunner | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    sandbox: Sandbox | None = None
+    """How python and shell tasks are contained (:mod:`noetl.tools.sandbox`); None: a clean environment."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,8 @@ class Call:
     credential: Mapping[str, Any] | None = None
     timeout: float | None = None
     services: Services = field(default_factory=Services)
+    path: str = ""
+    """The catalog path of the playbook the task belongs to (its scope for the python pool)."""
     context: Mapping[str, JSON] | None = None
     """The task's render context as plain JSON, for tools that expose it (python's ``context``)."""
 

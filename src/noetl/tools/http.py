@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,11 @@ from noetl.dsl.model import JSON
 from noetl.errors import ToolConfigError, ToolError
 from noetl.tools import fields
 from noetl.tools.base import ANY_JSON, Call, Services
+
+# httpx logs every request's full URL at INFO ("HTTP Request: GET https://...?token=..."): a URL built
+# from a secret would reach the runtime's log unmasked. Only its warnings are let through.
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).setLevel(max(logging.WARNING, logging.getLogger(_name).level))
 
 if TYPE_CHECKING:
     import httpx

@@ -1,7 +1,8 @@
 """The python tool's child process: runs user code, one task at a time, for :mod:`noetl.tools.pypool`.
 
-Started as ``python -m noetl.tools.pychild MEMORY_MB PARENT_PID SPIN_SECONDS``. It imports only the standard
-library, so it starts fast, and it stays warm: modules imported by user code stay cached for the
+Started as ``python -m noetl.tools.pychild MEMORY_MB PARENT_PID SPIN_SECONDS [DIRECTORY]`` (by the pool,
+in the sandbox's environment and as its task user; see :mod:`noetl.tools.sandbox`). It imports only
+the standard library, so it starts fast, and it stays warm: modules imported by user code stay cached for the
 next task, while every task gets fresh globals. Each distinct code string is compiled once.
 
 Wire format, both directions, over the pipes the parent gave as stdin (requests) and stdout (replies)::
@@ -11,10 +12,14 @@ Wire format, both directions, over the pipes the parent gave as stdin (requests)
               tag "R": the body is the result;  tag "E": {kind, message, exception, traceback[, stdout]}
 
 At start the child moves the two pipes to private descriptors (not inherited by processes the user
-code starts) and points descriptor 0 at /dev/null and descriptor 1 at stderr, so nothing that user
-code or its C libraries print can corrupt the channel. ``print()`` and writes to ``sys.stderr`` go to
-a per-task buffer; when the task fails, the last 8 KiB of it come back as ``stdout`` in the error
-(where the worker's redactor masks secrets like in any outcome), otherwise it is dropped.
+code starts), points descriptor 0 at /dev/null and descriptors 1 and 2 at an anonymous in-memory file,
+so nothing that user code, its C libraries or its subprocesses print can corrupt the channel or reach
+the worker's log. ``print()`` and writes to ``sys.stderr`` go to a per-task buffer, and what reached
+descriptors 1 and 2 is appended to it after the task; when the task fails, the last 8 KiB of it come
+back as ``stdout`` in the error (where the worker's redactor masks secrets like in any outcome),
+otherwise it is dropped. The child also makes itself non-dumpable (other processes of the same user
+cannot read its memory, environment or descriptors through /proc or ptrace), and empties its private
+directory (DIRECTORY, its working directory and TMPDIR) after each task.
 
 Error kinds sent back: ``python`` (an exception in user code, or a result JSON cannot hold),
 ``memory`` (MemoryError: the address space is capped with RLIMIT_AS), ``crash`` (user code raised
@@ -48,6 +53,7 @@ READ_SIZE = 1 << 16
 
 _CO_VARKEYWORDS = 0x08
 _PR_SET_PDEATHSIG = 1
+_PR_SET_DUMPABLE = 4
 _SIGKILL = 9
 _MISSING = object()
 GLOBALS_KEY = "__noetl_globals__"
@@ -97,6 +103,7 @@ def run_task(
     libs: Mapping[str, str] | None,
     env: Mapping[str, str] | None,
     limit: MemoryLimit,
+    directory: str = "",
 ) -> tuple[int, str]:
     """Run one task; return (reply tag, JSON body). Never raises."""
     captured = io.StringIO()
@@ -106,6 +113,7 @@ def run_task(
         try:
             result = _execute(code, inputs, libs)
         except BaseException as exc:  # SystemExit and KeyboardInterrupt too: they end the task, not the child
+            _collect_output(captured)
             return REPLY_ERROR, _user_error(exc, code, captured, limit)
         try:
             return REPLY_RESULT, _encode_result(result)
@@ -118,6 +126,50 @@ def run_task(
         sys.modules.pop(MODULE_NAME, None)
         if saved_env is not None:
             _restore_env(saved_env)
+        _discard_output()
+        if directory:
+            _empty(directory)
+
+
+def _collect_output(captured: io.StringIO) -> None:
+    """Append what reached descriptors 1 and 2 during the task (its last 8 KiB) to ``captured``."""
+    try:
+        size = os.fstat(1).st_size
+        if size:
+            data = os.pread(1, STDOUT_TAIL_CHARS, max(0, size - STDOUT_TAIL_CHARS))
+            captured.write(data.decode("utf-8", "replace"))
+    except (OSError, ValueError):
+        return
+
+
+def _discard_output() -> None:
+    """Empty the file behind descriptors 1 and 2 for the next task (a no-op when nothing was written)."""
+    try:
+        if os.fstat(1).st_size:
+            os.ftruncate(1, 0)
+            os.lseek(1, 0, os.SEEK_SET)
+    except OSError:
+        return
+
+
+def _empty(directory: str) -> None:
+    """Remove what the task left in the child's private directory, and go back into it."""
+    try:
+        os.chdir(directory)
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(directory, name)
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                import shutil
+
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.unlink(path)
+        except OSError:
+            continue
 
 
 def _execute(code: str, inputs: dict[str, object], libs: Mapping[str, str] | None) -> object:
@@ -359,12 +411,12 @@ class Requests:
         return os.read(self._fd, size)
 
 
-def serve(requests: Requests, reply_fd: int, limit: MemoryLimit) -> None:
+def serve(requests: Requests, reply_fd: int, limit: MemoryLimit, directory: str = "") -> None:
     """Answer requests until the parent closes the request pipe."""
     while (request := requests.next()) is not None:
         code, inputs, memory_mb, libs, env = json.loads(request)
         limit.apply(memory_mb)
-        tag, body = run_task(code, inputs, libs, env, limit)
+        tag, body = run_task(code, inputs, libs, env, limit, directory)
         _send(reply_fd, tag, body.encode())
 
 
@@ -375,23 +427,41 @@ def _send(fd: int, tag: int, body: bytes) -> None:
 
 
 def _take_channel() -> tuple[int, int]:
-    """Move the request/reply pipes off descriptors 0 and 1 (os.dup makes them non-inheritable)."""
+    """Move the request/reply pipes off descriptors 0 and 1 (os.dup makes them non-inheritable);
+    descriptors 1 and 2 then write to an anonymous file read back after each task."""
     requests_fd, reply_fd = os.dup(0), os.dup(1)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    os.dup2(2, 1)
+    output = _output_file()
+    os.dup2(output, 1)
+    os.dup2(output, 2)
+    os.close(output)
     return requests_fd, reply_fd
 
 
+def _output_file() -> int:
+    memfd_create = getattr(os, "memfd_create", None)
+    if memfd_create is not None:
+        try:
+            fd: int = memfd_create("noetl-task-output", 0)
+            return fd
+        except OSError:
+            pass
+    return os.open(os.devnull, os.O_WRONLY)
+
+
 def _die_with_parent(parent_pid: int) -> None:
-    """Ask Linux to SIGKILL this child when the parent dies, even in the middle of user code."""
+    """Ask Linux to SIGKILL this child when the parent dies, even in the middle of user code, and
+    make the child non-dumpable (see the module docstring)."""
     if sys.platform != "linux":
         return
     try:
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, _SIGKILL, 0, 0, 0)
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+        prctl(_PR_SET_PDEATHSIG, _SIGKILL, 0, 0, 0)
+        prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
     except (OSError, AttributeError):
         return
     if os.getppid() != parent_pid:
@@ -403,10 +473,11 @@ def main(argv: list[str]) -> None:
     if len(argv) > 2:
         _die_with_parent(int(argv[2]))
     spin_seconds = float(argv[3]) if len(argv) > 3 else DEFAULT_SPIN_SECONDS
+    directory = argv[4] if len(argv) > 4 else ""
     requests_fd, reply_fd = _take_channel()
     limit = MemoryLimit(memory_mb)
     limit.apply(None)
-    serve(Requests(requests_fd, spin_seconds), reply_fd, limit)
+    serve(Requests(requests_fd, spin_seconds), reply_fd, limit, directory)
 
 
 if __name__ == "__main__":

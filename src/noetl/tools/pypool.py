@@ -17,6 +17,7 @@ come out as :class:`noetl.errors.ToolError` with ``error_kind`` ``python``, ``ti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -27,7 +28,9 @@ from collections.abc import Mapping
 
 from noetl.dsl.model import JSON
 from noetl.errors import ToolError
+from noetl.tools import watchdog
 from noetl.tools.pychild import DEFAULT_MEMORY_MB, DEFAULT_SPIN_SECONDS, HEADER_BYTES, REPLY_RESULT
+from noetl.tools.sandbox import Sandbox, inherited
 
 _READ_SIZE = 1 << 16
 _EXIT_WAIT_SECONDS = 2.0
@@ -45,9 +48,22 @@ class _ChildGone(Exception):
 class _Child:
     """One child process and its two pipes; at most one request in flight."""
 
-    __slots__ = ("_buffer", "_loop", "_missing", "_process", "_replies", "_reply", "_requests", "pid")
+    __slots__ = (
+        "_buffer",
+        "_loop",
+        "_missing",
+        "_process",
+        "_replies",
+        "_reply",
+        "_requests",
+        "directory",
+        "pid",
+        "scope",
+    )
 
-    def __init__(self, memory_mb: int, spin_seconds: float) -> None:
+    def __init__(self, memory_mb: int, spin_seconds: float, sandbox: Sandbox) -> None:
+        self.directory = sandbox.make_dir()
+        self.scope: str | None = None  # set by its first task; never changes afterwards
         argv = [
             sys.executable,
             "-m",
@@ -55,13 +71,29 @@ class _Child:
             str(memory_mb),
             str(os.getpid()),
             str(spin_seconds),
+            self.directory or "",
         ]
         # process_group=0: Ctrl-C in a terminal reaches the runtime, which decides; not the children.
-        self._process = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, process_group=0
-        )
+        # The environment is the sandbox's (no NOETL_* settings), and the user the task user's.
+        try:
+            self._process = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                bufsize=0,
+                process_group=0,
+                env=sandbox.env(home=self.directory),
+                cwd=self.directory,
+                user=sandbox.uid,
+                group=sandbox.gid,
+                extra_groups=sandbox.groups,
+            )
+        except BaseException:
+            sandbox.remove_dir(self.directory)
+            raise
         assert self._process.stdin is not None and self._process.stdout is not None
         self.pid = self._process.pid
+        watchdog.watch(self.pid)  # its group (with what the task started) dies with the runtime
         self._requests = self._process.stdin.fileno()
         self._replies = self._process.stdout.fileno()
         os.set_blocking(self._replies, False)
@@ -156,8 +188,13 @@ class _Child:
             self._reply.set_exception(_ChildGone())
 
     def kill(self) -> None:
-        """SIGKILL the child (a no-op when it already exited; Popen checks that first)."""
-        self._process.kill()
+        """SIGKILL the child's process group - the child and whatever its task started (a no-op
+        when the child already exited)."""
+        if self._process.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+            self._process.kill()
+        watchdog.forget(self.pid)
 
     def close_pipes(self) -> None:
         self._unwatch()
@@ -189,6 +226,11 @@ class PythonPool:
     throughput when the children already saturate the CPUs. The default is 600 us: between two steps
     of a sequential chain the runtime needs ~300 us (record, decide, render), and a child that is
     still spinning then answers without a wake-up (bench/local.py W1: 0.53 -> 0.30 ms per step).
+
+    ``sandbox`` (:mod:`noetl.tools.sandbox`) gives the children their environment, user and private
+    directory, and maps a playbook's path to its scope: a child serves the scope of its first task
+    only; a task of another scope gets a fresh child (an idle child of another scope is replaced when
+    the pool is full).
     """
 
     def __init__(
@@ -197,18 +239,20 @@ class PythonPool:
         memory_mb: int = DEFAULT_MEMORY_MB,
         *,
         spin_seconds: float = DEFAULT_SPIN_SECONDS,
+        sandbox: Sandbox | None = None,
     ) -> None:
         if size is not None and size < 1:
             raise ValueError(f"python pool size must be at least 1, got {size}")
         self.size = size if size is not None else max(2, os.cpu_count() or 2)
         self.memory_mb = memory_mb
         self.spin_seconds = spin_seconds
+        self.sandbox = sandbox if sandbox is not None else inherited()
         self.closed = False
         self._count = 0
         self._idle: list[_Child] = []
         self._busy: set[_Child] = set()
         self._dead: list[_Child] = []
-        self._waiters: deque[asyncio.Future[_Child | None]] = deque()
+        self._waiters: deque[tuple[str, asyncio.Future[_Child | None]]] = deque()
 
     def pids(self) -> list[int]:
         """Process ids of the live children (for diagnostics and tests)."""
@@ -229,10 +273,15 @@ class PythonPool:
         memory_mb: int | None = None,
         libs: Mapping[str, str] | None = None,
         env: Mapping[str, str] | None = None,
+        path: str | None = None,
     ) -> JSON:
-        """Run ``code`` with ``inputs`` as globals in a child; return its result or raise ToolError."""
+        """Run ``code`` with ``inputs`` as globals in a child; return its result or raise ToolError.
+
+        ``path``: the catalog path of the playbook the task belongs to (its scope, see the class)."""
         request = _frame(code, inputs, memory_mb, libs, env)
-        child = self._take() or await self._wait_for_child()
+        scope = self.sandbox.scope(path)
+        child = self._take(scope) or await self._wait_for_child(scope)
+        child.scope = scope
         try:
             tag, body = await child.ask(request, timeout)
         except _TimedOut:
@@ -259,7 +308,7 @@ class PythonPool:
         """Kill every child and wait until they are gone. Idempotent; tasks in flight fail."""
         self.closed = True
         while self._waiters:
-            waiter = self._waiters.popleft()
+            _, waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
         for child in self._busy:
@@ -268,6 +317,7 @@ class PythonPool:
         while self._idle:
             self._discard(self._idle.pop())
         await self._reap(_CLOSE_WAIT_SECONDS)
+        self.sandbox.close()
 
     def kill_now(self) -> None:
         """Synchronous close for interpreter exit, when no event loop may be running."""
@@ -276,29 +326,44 @@ class PythonPool:
             child.kill()
             child.wait_blocking()
             child.close_pipes()
+            self.sandbox.remove_dir(child.directory)
         self._idle.clear()
         self._dead.clear()
+        self.sandbox.close()
 
-    def _take(self) -> _Child | None:
-        """A warm idle child, or a new one while there is room; None when all ``size`` are busy."""
+    def _take(self, scope: str) -> _Child | None:
+        """A warm idle child of ``scope`` (or a fresh one), or a new one while there is room; None
+        when all ``size`` are busy. An idle child of another scope is replaced when the pool is full."""
         self._collect_dead()
-        while self._idle:
-            child = self._idle.pop()
+        while (child := self._idle_child(scope)) is not None:
             if child.alive():
                 self._busy.add(child)
                 return child
             self._discard(child)
         if self.closed:
             raise _closed_error()
+        if self._count >= self.size and self._idle and not self._waiters:
+            self._discard(self._idle.pop(0))  # the oldest idle child of another scope makes room
         if self._count >= self.size:
             return None
         self._count += 1
         return self._start_busy()
 
-    async def _wait_for_child(self) -> _Child:
-        """Wait in line for a child that another task releases, or for a slot to start one in."""
+    def _idle_child(self, scope: str) -> _Child | None:
+        """Take the most recently parked idle child that served ``scope``, else one that served none."""
+        idle = self._idle
+        for index in range(len(idle) - 1, -1, -1):
+            if idle[index].scope == scope:
+                return idle.pop(index)
+        for index in range(len(idle) - 1, -1, -1):
+            if idle[index].scope is None:
+                return idle.pop(index)
+        return None
+
+    async def _wait_for_child(self, scope: str) -> _Child:
+        """Wait in line for a child of ``scope`` that another task releases, or for a slot to start one in."""
         waiter: asyncio.Future[_Child | None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        self._waiters.append((scope, waiter))
         try:
             handed = await waiter
         except asyncio.CancelledError:
@@ -325,7 +390,7 @@ class PythonPool:
     def _start(self) -> _Child:
         """Start a child in a slot already counted in ``_count``."""
         try:
-            return _Child(self.memory_mb, self.spin_seconds)
+            return _Child(self.memory_mb, self.spin_seconds, self.sandbox)
         except OSError as exc:
             self._count -= 1
             self._offer(None)
@@ -337,24 +402,34 @@ class PythonPool:
         return child
 
     def _release(self, child: _Child) -> None:
-        """A child finished a task and is healthy: hand it to the next waiter or park it."""
+        """A child finished a task and is healthy: hand it to the next waiter of its scope or park
+        it; when only tasks of other scopes wait, it makes room for a fresh child for the first."""
         self._busy.discard(child)
         if self.closed:
             self._discard(child)
         elif not self._offer(child):
-            self._idle.append(child)
+            if any(not waiter.done() for _, waiter in self._waiters):
+                self._discard(child)
+            else:
+                self._idle.append(child)
 
     def _offer(self, handed: _Child | None) -> bool:
-        """Hand a child, or None meaning a free slot (reserved here), to the first live waiter."""
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                if handed is not None:
-                    self._busy.add(handed)
-                else:
-                    self._count += 1
-                waiter.set_result(handed)
-                return True
+        """Hand a child (to the first live waiter of its scope), or None meaning a free slot
+        (reserved here, to the first live waiter)."""
+        waiters = self._waiters
+        while waiters and waiters[0][1].done():
+            waiters.popleft()
+        for entry in waiters:
+            scope, waiter = entry
+            if waiter.done() or (handed is not None and handed.scope not in (None, scope)):
+                continue
+            waiters.remove(entry)
+            if handed is not None:
+                self._busy.add(handed)
+            else:
+                self._count += 1
+            waiter.set_result(handed)
+            return True
         return False
 
     def _discard(self, child: _Child) -> None:
@@ -362,6 +437,7 @@ class PythonPool:
         self._busy.discard(child)
         child.kill()
         child.close_pipes()
+        self.sandbox.remove_dir(child.directory)
         self._count -= 1
         self._dead.append(child)
         if not self.closed:

@@ -78,6 +78,7 @@ class PythonTool:
                 memory_mb=_memory_mb(config, call),
                 libs=_libs(config, call),
                 env=_env(config, call),
+                path=call.path,
             )
         except ToolError as exc:
             if exc.step is None:

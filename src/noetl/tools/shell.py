@@ -4,12 +4,18 @@ Fields (REFERENCE §4.4, DECISIONS 8):
 
 * ``command`` (a string) or ``cmds`` (a string or a list of strings run in order, stopping at the
   first non-zero exit); each runs as ``<shell> -c <command>``;
-* ``shell`` (default ``/bin/sh``), ``cwd``, ``env`` (a map merged over the runtime's environment);
+* ``shell`` (default ``/bin/sh``), ``cwd``, ``env`` (a map laid over the clean environment of
+  :mod:`noetl.tools.sandbox`: ``PATH``, locale, ``HOME``/``TMPDIR``; the runtime's own variables are
+  not inherited);
 * ``timeout_seconds`` / ``timeout``: a deadline for all commands together.
 
 With several commands, ``stdout`` and ``stderr`` are the concatenated outputs and ``exit_code``
 is that of the last command run. A non-zero exit is a ``shell`` error carrying the result as its
-data; on timeout or cancellation the command's whole process group is killed.
+data; on timeout or cancellation the command's whole process group is killed, and so it is when
+the runtime process dies (:mod:`noetl.tools.watchdog`).
+
+The commands run as the sandbox's task user when there is one, with the task's private directory
+(created for it, removed after) as working directory unless ``cwd`` says otherwise.
 """
 
 from __future__ import annotations
@@ -25,8 +31,9 @@ from dataclasses import dataclass
 
 from noetl.dsl.model import JSON
 from noetl.errors import ToolConfigError, ToolError
-from noetl.tools import fields
+from noetl.tools import fields, watchdog
 from noetl.tools.base import Call
+from noetl.tools.sandbox import Sandbox, inherited
 
 DEFAULT_SHELL = "/bin/sh"
 _STDERR_TAIL = 500
@@ -59,15 +66,21 @@ class ShellTool:
         commands = _commands(call)
         shell = str(call.config.get("shell") or DEFAULT_SHELL)
         cwd = call.config.get("cwd")
-        env = _environment(call)
+        sandbox = call.services.sandbox or inherited()
         limit = fields.timeout(call)
         deadline = None if limit is None else time.monotonic() + limit
         runs: list[_Run] = []
-        for command in commands:
-            run = await _run_one(shell, command, cwd if isinstance(cwd, str) else None, env, deadline, call)
-            runs.append(run)
-            if run.exit_code != 0:
-                break
+        directory = sandbox.make_dir()
+        try:
+            env = sandbox.env(_task_env(call), home=directory)
+            where = cwd if isinstance(cwd, str) else directory
+            for command in commands:
+                run = await _run_one(shell, command, where, env, sandbox, deadline, call)
+                runs.append(run)
+                if run.exit_code != 0:
+                    break
+        finally:
+            sandbox.remove_dir(directory)
         result = _result(runs)
         if runs[-1].exit_code != 0:
             raise _exit_error(runs[-1], result, call)
@@ -91,20 +104,14 @@ def _commands(call: Call) -> list[str]:
     return [c for c in commands if isinstance(c, str)]
 
 
-def _environment(call: Call) -> dict[str, str] | None:
-    """The runtime's environment with the task's ``env`` laid over it (None values unset a name)."""
+def _task_env(call: Call) -> dict[str, str | None]:
+    """The task's ``env`` as text (None values unset a name)."""
     extra = call.config.get("env")
     if not extra:
-        return None
+        return {}
     if not isinstance(extra, dict):
         raise ToolConfigError("field 'env' of a shell task must be a map", step=call.step, field="env")
-    env = dict(os.environ)
-    for name, value in extra.items():
-        if value is None:
-            env.pop(name, None)
-        else:
-            env[name] = _env_text(value)
-    return env
+    return {name: None if value is None else _env_text(value) for name, value in extra.items()}
 
 
 def _env_text(value: JSON) -> str:
@@ -114,7 +121,13 @@ def _env_text(value: JSON) -> str:
 
 
 async def _run_one(
-    shell: str, command: str, cwd: str | None, env: dict[str, str] | None, deadline: float | None, call: Call
+    shell: str,
+    command: str,
+    cwd: str | None,
+    env: dict[str, str],
+    sandbox: Sandbox,
+    deadline: float | None,
+    call: Call,
 ) -> _Run:
     try:
         process = await asyncio.create_subprocess_exec(
@@ -127,6 +140,9 @@ async def _run_one(
             cwd=cwd,
             env=env,
             start_new_session=True,  # its own process group, so a timeout kills its children too
+            user=sandbox.uid,
+            group=sandbox.gid,
+            extra_groups=sandbox.groups,
         )
     except OSError as exc:
         raise ToolError(
@@ -134,6 +150,14 @@ async def _run_one(
             error_kind="shell",
             step=call.step,
         ) from None
+    watchdog.watch(process.pid)  # the group dies with this process too (a SIGKILLed worker)
+    try:
+        return await _finish(process, deadline, call)
+    finally:
+        watchdog.forget(process.pid)
+
+
+async def _finish(process: asyncio.subprocess.Process, deadline: float | None, call: Call) -> _Run:
     remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
     try:
         out, err = await asyncio.wait_for(process.communicate(), remaining)

@@ -25,7 +25,9 @@ from noetl.runtime.credentials import CredentialStore
 from noetl.runtime.report import outcome_events
 from noetl.runtime.runner import Outcome, run_command
 from noetl.store.ports import Lease
+from noetl.telemetry.metrics import WorkerMetrics
 from noetl.tools.base import ChildRunner, Services
+from noetl.tools.sandbox import Sandbox
 from noetl.worker.playbooks import Playbooks
 
 log = logging.getLogger("noetl.worker")
@@ -61,18 +63,35 @@ class CommandRunner:
         python_pool: object,
         extras: dict[str, Any],
         run_child: Callable[..., Any] | None,
+        sandbox: Sandbox | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self._playbooks = playbooks
         self._credentials = credentials
         self._python_pool = python_pool
         self._extras = extras
         self._run_child = run_child
+        self._sandbox = sandbox
+        self._metrics = metrics
 
     async def run(self, lease: Lease) -> Finished:
         started = time.perf_counter()
         outcome = await self._outcome(lease)
-        _log_done(lease, outcome, (time.perf_counter() - started) * 1000)
+        seconds = time.perf_counter() - started
+        _log_done(lease, outcome, seconds * 1000)
+        if self._metrics is not None:
+            kind = await self._tool_kind(lease)
+            result = "ok" if outcome.status == "ok" else str((outcome.error or {}).get("kind") or "error")
+            self._metrics.command(kind, lease.pool, result, seconds)
         return report_of(lease, outcome)
+
+    async def _tool_kind(self, lease: Lease) -> str:
+        """The step's tool kind (``http+python`` for a pipeline), for metrics; ``unknown`` if gone."""
+        try:
+            step = (await self._playbooks.get(lease.catalog_id)).steps.get(lease.step)
+        except NoetlError:
+            return "unknown"
+        return "+".join(task.kind for task in step.tool) if step is not None else "unknown"
 
     async def _outcome(self, lease: Lease) -> Outcome:
         try:
@@ -123,7 +142,9 @@ class CommandRunner:
         run_child: ChildRunner | None = None
         if self._run_child is not None:
             run_child = _keyed_child_runner(self._run_child, lease)
-        return Services(python_pool=self._python_pool, run_child=run_child, extras=self._extras)
+        return Services(
+            python_pool=self._python_pool, run_child=run_child, extras=self._extras, sandbox=self._sandbox
+        )
 
 
 def _keyed_child_runner(run_child: Callable[..., Any], lease: Lease) -> ChildRunner:

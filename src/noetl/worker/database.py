@@ -151,22 +151,23 @@ class Database:
             elif await _wait(give_up, delay):
                 raise DatabaseUnavailable(f"{what}: gave up waiting for the database")
 
-    async def notifications(self, channel: str, give_up: asyncio.Event) -> AsyncGenerator[str, None]:
-        """Payloads of NOTIFY on ``channel``, reconnecting with backoff; yields ``""`` after a reconnect.
-
-        The empty payload after each (re)connection tells the caller that notifications may have
-        been missed while the connection was down.
-        """
+    async def notifications_on(
+        self, channels: list[str], give_up: asyncio.Event
+    ) -> AsyncGenerator[tuple[str, str], None]:
+        """``(channel, payload)`` of NOTIFY on ``channels`` over one connection, reconnecting with
+        backoff; yields ``("", "")`` after each (re)connection, which tells the caller that
+        notifications may have been missed while the connection was down."""
         from noetl.store import db
 
+        channel = ",".join(channels)
         backoff = Backoff()
         while not give_up.is_set():
             try:
-                async with db.listen(self.url, [channel]) as notes:
-                    yield ""  # subscribed: anything sent from now on arrives below
+                async with db.listen(self.url, channels) as notes:
+                    yield "", ""  # subscribed: anything sent from now on arrives below
                     backoff.reset()
-                    async for _channel, payload in notes:
-                        yield payload
+                    async for note in notes:
+                        yield note
                 reason = "the connection closed"
             except Exception as exc:
                 if not is_connection_error(exc):

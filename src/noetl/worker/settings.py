@@ -33,6 +33,12 @@ ENVIRONMENT: Final = {
     "resources": "NOETL_WORKER_RESOURCES",
     "pools_by_kind": "NOETL_POOLS_BY_KIND",
     "python_spin_seconds": "NOETL_WORKER_PYTHON_SPIN_SECONDS",
+    "task_user": "NOETL_WORKER_TASK_USER",
+    "python_scope_depth": "NOETL_WORKER_PYTHON_SCOPE_DEPTH",
+    "log_format": "NOETL_LOG_FORMAT",
+    "metrics_push_url": "NOETL_METRICS_PUSH_URL",
+    "metrics_push_interval": "NOETL_METRICS_PUSH_INTERVAL",
+    "file_roots": "NOETL_FILE_ROOTS",
 }
 """Field name -> environment variable read by :meth:`WorkerSettings.from_env`."""
 
@@ -50,9 +56,11 @@ class WorkerSettings:
     pools: tuple[str, ...] = ("default",)
     concurrency: int = 16
     """Commands run at the same time (slots); claims never exceed the free slots."""
-    lease_seconds: float = 60.0
+    lease_seconds: float = 15.0
+    """How long a claimed command stays this worker's without a heartbeat: a dead worker's commands
+    are queued again (``command.reissued``) within about this long plus the reaper's interval."""
     heartbeat_seconds: float | None = None
-    """Lease extension period; ``None`` means a third of ``lease_seconds``."""
+    """Lease extension period; ``None`` means a third of ``lease_seconds`` (5 s by default)."""
     poll_seconds: float = 1.0
     """Claim again after this long without a notification (the LISTEN fallback)."""
     grace_seconds: float = 30.0
@@ -78,12 +86,26 @@ class WorkerSettings:
     the next task, and in loops the spinning children take CPU from PostgreSQL and the runtime
     (bench/distributed.py: W2 python 0.60 -> 0.38 s, W3 1,800 -> 2,800 items/s without it). The
     local runtime keeps its spin (``noetl run``: steps are microseconds apart)."""
+    log_format: str = "text"
+    """``text`` or ``json`` (one object a line with execution_id, step, command_id)."""
+    metrics_push_url: str | None = None
+    """Push metrics here: VictoriaMetrics' ``…/api/v1/import/prometheus`` or a Prometheus remote-write
+    ``…/api/v1/write``. Unset: metrics go with the heartbeats to the server's ``/metrics``."""
+    metrics_push_interval: float = 10.0
     resources: Mapping[str, int] = field(default_factory=dict)
     """Capacity for steps' ``spec.resources`` (``gpu=2,memory_mb=16000``): a claim takes a command
     only if what it needs fits in this less what the worker's running commands hold."""
     pools_by_kind: str = ""
     """Default pool per tool kind (``python=cpu,http=io``) for the commands this worker's decisions
     queue: must match the server's NOETL_POOLS_BY_KIND."""
+    task_user: str = ""
+    """The unprivileged account python and shell tasks run as; empty: ``nobody`` when the worker runs
+    as root (if it can start python there), else the worker's own user (see noetl.tools.sandbox)."""
+    python_scope_depth: int = 1
+    """How many leading segments of a playbook's catalog path make the scope a python child serves
+    (``finance/reports/daily`` with 1: ``finance``); 0 lets every playbook share the children."""
+    file_roots: str = ""
+    """Directories the ``file`` tool may use, ``:``-separated (none: the tool refuses every path)."""
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -101,6 +123,8 @@ class WorkerSettings:
             raise UsageError(f"grace_seconds must be 0 or more, got {self.grace_seconds}")
         if self.python_workers is not None:
             _positive("python_workers", self.python_workers)
+        if self.python_scope_depth < 0:
+            raise UsageError(f"python_scope_depth must be 0 or more, got {self.python_scope_depth}")
         if self.python_spin_seconds < 0:
             raise UsageError(f"python_spin_seconds must be 0 or more, got {self.python_spin_seconds}")
         if self.heartbeat_seconds is not None:
@@ -179,3 +203,9 @@ def _convert(name: str, annotation: str, raw: str, variable: str) -> object:
     except ValueError:
         raise UsageError(f"{variable}={raw!r} is not a valid {annotation.split(' ')[0]}") from None
     return raw
+
+
+def tool_extras(settings: WorkerSettings) -> dict[str, object]:
+    """What the integration tools read from ``Services.extras`` on this worker (the file roots)."""
+    roots = tuple(os.path.abspath(part) for part in settings.file_roots.split(os.pathsep) if part)
+    return {"file_roots": roots}

@@ -16,9 +16,10 @@ has no inbound port. Its life:
    slots and run at once, with no claim round trip.
 4. **Run** each lease as an asyncio task (:class:`~noetl.worker.command.CommandRunner`) and hand
    the outcome to the :class:`~noetl.worker.reporter.Reporter`, which records it in the queue.
-5. **Heartbeat** every ``heartbeat_seconds``: extend the leases held, and stop the local task of any
+5. **Heartbeat** every ``heartbeat_seconds`` (5 s by default), and at once on a ``noetl_cancelled``
+   notification naming this worker: extend the leases held, and stop the local task of any
    command the queue no longer leases to this worker (its execution was cancelled, or the lease
-   expired and was reaped) - without reporting it.
+   expired and was reaped) - without reporting it. Stopping a task kills its process group.
 6. **Stop** when ``stop`` is set (SIGTERM/SIGINT in :func:`main`): claim nothing more, let running
    commands finish for up to ``grace_seconds``, cancel the rest and release them to the queue (a
    release costs no attempt), send the last reports, deregister, close the pools.
@@ -45,13 +46,15 @@ from noetl.errors import NoetlError
 from noetl.runtime import placement
 from noetl.runtime.orchestration import Orchestrator
 from noetl.store.ports import Lease
+from noetl.telemetry import logs
+from noetl.telemetry.metrics import Pusher, WorkerMetrics
 from noetl.worker.children import Children
 from noetl.worker.command import CommandRunner, failure, log_fields, report_of
 from noetl.worker.credentials import StoreCredentials, cipher_from
 from noetl.worker.database import Database, DatabaseUnavailable
 from noetl.worker.playbooks import Playbooks
 from noetl.worker.reporter import Reporter
-from noetl.worker.settings import WorkerSettings
+from noetl.worker.settings import WorkerSettings, tool_extras
 
 log = logging.getLogger("noetl.worker")
 
@@ -73,8 +76,12 @@ class Worker:
 
     def __init__(self, settings: WorkerSettings) -> None:
         from noetl.tools.pypool import PythonPool
+        from noetl.tools.sandbox import for_worker
 
         self.settings = settings
+        self.sandbox, warning = for_worker(settings.task_user, settings.python_scope_depth)
+        if warning:
+            log.warning("%s", warning)
         self.database = Database(settings.database_url, max_size=min(settings.concurrency, 8) + 2)
         self.slots: dict[str, _Slot] = {}
         self._claiming = 0  # slots the claim in flight may fill
@@ -94,16 +101,22 @@ class Worker:
             budget=self._budget,
             started=self._started,
         )
-        self.python_pool = PythonPool(size=settings.python_workers, spin_seconds=settings.python_spin_seconds)
-        self.extras: dict[str, Any] = {}
+        self.python_pool = PythonPool(
+            size=settings.python_workers, spin_seconds=settings.python_spin_seconds, sandbox=self.sandbox
+        )
+        self.extras: dict[str, Any] = tool_extras(settings)
+        self.metrics = WorkerMetrics()
         self.runner = CommandRunner(
             Playbooks(self.database),
             StoreCredentials(self.database, cipher_from(settings)),
             python_pool=self.python_pool,
             extras=self.extras,
             run_child=Children(self.database, self.orchestrator).run,
+            sandbox=self.sandbox,
+            metrics=self.metrics,
         )
         self._wake = asyncio.Event()
+        self._beat_now = asyncio.Event()  # a cancel notification: heartbeat (and stop lost tasks) now
         self._registered = False
 
     @property
@@ -124,6 +137,14 @@ class Worker:
                 asyncio.create_task(self.reporter.run()),
                 asyncio.create_task(self._wake_on(stop)),
             ]
+            if self.settings.metrics_push_url:
+                pusher = Pusher(
+                    self.settings.metrics_push_url,
+                    self.worker_id,
+                    self.metrics,
+                    interval=self.settings.metrics_push_interval,
+                )
+                background.append(asyncio.create_task(pusher.run(stop)))
             await self._claim_until(stop)
             await self._drain(hurry or asyncio.Event())
         except DatabaseUnavailable as exc:
@@ -197,20 +218,26 @@ class Worker:
         from noetl.store import commands
 
         settings = self.settings
-        return await commands.claim(
-            conn, self.worker_id, list(settings.pools), limit, settings.lease_seconds, settings.resources
-        )
+        with self.metrics.claim_seconds.time():
+            return await commands.claim(
+                conn, self.worker_id, list(settings.pools), limit, settings.lease_seconds, settings.resources
+            )
 
     async def _listen(self, stop: asyncio.Event) -> None:
-        """Wake the claim loop on ``noetl_commands`` for one of our pools (and after each reconnect)."""
-        from noetl.store.db import COMMANDS_CHANNEL
+        """Wake the claim loop on ``noetl_commands`` for one of our pools, and the heartbeat on
+        ``noetl_cancelled`` for this worker (it then stops the cancelled tasks at once), and both
+        after each reconnect."""
+        from noetl.store.db import CANCELLED_CHANNEL, COMMANDS_CHANNEL
 
         pools = set(self.settings.pools)
+        channels = [COMMANDS_CHANNEL, CANCELLED_CHANNEL]
         try:
-            async with contextlib.aclosing(self.database.notifications(COMMANDS_CHANNEL, stop)) as notes:
-                async for pool in notes:
-                    if not pool or pool in pools:
+            async with contextlib.aclosing(self.database.notifications_on(channels, stop)) as notes:
+                async for channel, payload in notes:
+                    if channel != CANCELLED_CHANNEL and (not payload or payload in pools):
                         self._wake.set()
+                    if channel != COMMANDS_CHANNEL and (not payload or payload == self.worker_id):
+                        self._beat_now.set()
         except Exception:
             log.exception(
                 "notifications unavailable; claiming every %g s instead", self.settings.poll_seconds
@@ -272,6 +299,7 @@ class Worker:
     def _lose(self, slot: _Slot) -> None:
         """The queue no longer leases ``slot`` to us: stop its task, drop its report, free the slot."""
         slot.lost = True
+        self.metrics.leases_lost.inc()
         log.warning(
             "lease lost (execution cancelled or lease expired): stopping execution_id=%s step=%s "
             "command_id=%s attempt=%d",
@@ -293,7 +321,9 @@ class Worker:
         interval = self.settings.heartbeat_interval
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._beat_now.wait(), interval)
+            self._beat_now.clear()
             held = dict(self.slots)
             try:
                 lost = await self.database.run(
@@ -317,7 +347,8 @@ class Worker:
         lost: set[str] = set()
         if command_ids:
             lost = await commands.heartbeat(conn, self.worker_id, command_ids, settings.lease_seconds)
-        if not await workers.heartbeat(conn, self.worker_id):
+        report = None if settings.metrics_push_url else self.metrics.text()
+        if not await workers.heartbeat(conn, self.worker_id, report):
             await self._registration(conn)  # removed from the registry (e.g. by an operator): rejoin
         return lost
 
@@ -422,8 +453,12 @@ async def run_worker(
 
 def main(settings: WorkerSettings) -> int:
     """Run a worker in this process until SIGTERM or SIGINT (a second one skips the grace period)."""
-    if not logging.getLogger().handlers:
+    if settings.log_format == "json":
+        logs.configure("info", "json")
+    elif not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for name in ("httpx", "httpcore"):  # their INFO lines carry full URLs, secrets in queries included
+        logging.getLogger(name).setLevel(logging.WARNING)
 
     async def serve() -> None:
         stop, hurry = asyncio.Event(), asyncio.Event()

@@ -10,7 +10,7 @@ import pytest
 from noetl.store import db, migrate
 from noetl.store.db import Connection
 
-TABLES = ("catalog", "execution", "event", "command", "credential", "runtime", "result")
+TABLES = ("catalog", "execution", "event", "command", "credential", "runtime", "result", "export_cursor")
 # DELETE, not TRUNCATE: the tables are small here, and TRUNCATE rewrites files (slow on every test).
 EMPTY = "; ".join(f"DELETE FROM noetl.{table}" for table in TABLES)
 

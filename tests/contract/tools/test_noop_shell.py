@@ -80,16 +80,16 @@ async def test_cmds_stop_at_first_failure(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
-async def test_env_is_merged_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_env_is_laid_over_a_clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NOETL_TEST_INHERITED", "kept")
-    monkeypatch.setenv("NOETL_TEST_REMOVED", "present")
+    monkeypatch.setenv("LANG", "C.UTF-8")
     result = await run(
         {
-            "command": 'echo "$FOO $N $FLAG $NOETL_TEST_INHERITED [${NOETL_TEST_REMOVED:-unset}]"',
-            "env": {"FOO": "bar", "N": 5, "FLAG": True, "NOETL_TEST_REMOVED": None},
+            "command": 'echo "$FOO $N $FLAG [${NOETL_TEST_INHERITED:-not inherited}] $LANG [${LANG2:-unset}]"',
+            "env": {"FOO": "bar", "N": 5, "FLAG": True, "LANG2": None},
         }
     )
-    assert result["stdout"] == "bar 5 true kept [unset]\n"
+    assert result["stdout"] == "bar 5 true [not inherited] C.UTF-8 [unset]\n"
 
 
 async def test_cwd_and_shell(tmp_path: Path) -> None:

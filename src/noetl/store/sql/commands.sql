@@ -86,13 +86,27 @@ WITH released AS (
 )
 SELECT command_id, pg_notify('noetl_commands', pool) FROM released
 
+-- name: expired_executions
+-- The executions with expired leases. The reaper locks them (lock_executions: in id order, as every
+-- pass does) before it reaps their commands: the re-issue events appended below need the
+-- execution's lock, and taking it first keeps the lock order of a reporting worker (execution,
+-- then command rows).
+SELECT DISTINCT execution_id FROM noetl.command WHERE status = 'leased' AND lease_until < now()
+LIMIT %(limit)s
+
+-- name: lock_executions
+SELECT execution_id FROM noetl.execution WHERE execution_id = ANY(%(execution_ids)s::bigint[])
+ORDER BY execution_id
+FOR UPDATE
+
 -- name: reap
 -- Expired leases: back to ready while attempts remain, else failed with a command.failed outcome
 -- the orchestrator records like any reported one. SKIP LOCKED keeps a racing report or a second
--- reaper out of the same rows; the report then finds the lease gone and is dropped.
+-- reaper out of the same rows; the report then finds the lease gone and is dropped. Returns the
+-- re-issued commands (retried) with the worker that lost them, and notifies.
 WITH expired AS (
-    SELECT command_id FROM noetl.command
-    WHERE status = 'leased' AND lease_until < now()
+    SELECT command_id, worker_id FROM noetl.command
+    WHERE status = 'leased' AND lease_until < now() AND execution_id = ANY(%(execution_ids)s::bigint[])
     ORDER BY lease_until
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -101,7 +115,7 @@ WITH expired AS (
     SET status = 'ready', worker_id = NULL, lease_until = NULL, updated_at = now()
     FROM expired AS e
     WHERE c.command_id = e.command_id AND c.attempt < c.max_attempts
-    RETURNING c.command_id, c.pool
+    RETURNING c.command_id, c.pool, c.execution_id, c.step, c.attempt, e.worker_id AS lost_by
 ), failed AS (
     UPDATE noetl.command AS c
     SET status = 'failed', lease_until = NULL, updated_at = now(),
@@ -119,10 +133,42 @@ WITH expired AS (
     FROM expired AS e
     WHERE c.command_id = e.command_id AND c.attempt >= c.max_attempts
     RETURNING c.command_id, c.execution_id
+), notified AS (
+    SELECT command_id, pg_notify('noetl_commands', pool) FROM retried
+    UNION ALL
+    SELECT command_id, pg_notify('noetl_results', execution_id::text) FROM failed
 )
-SELECT command_id, pg_notify('noetl_commands', pool) FROM retried
-UNION ALL
-SELECT command_id, pg_notify('noetl_results', execution_id::text) FROM failed
+SELECT
+    (SELECT count(*) FROM notified) AS handled,
+    (SELECT coalesce(json_agg(json_build_object(
+        'execution_id', execution_id, 'command_id', command_id, 'step', step, 'attempt', attempt,
+        'worker_id', lost_by) ORDER BY execution_id, command_id), '[]') FROM retried) AS reissued
+
+-- name: reissued
+-- One command.reissued event per re-issued command, appended to its (locked, RUNNING) execution's
+-- log after its last event, so that `noetl events` says why the step runs again.
+WITH r AS (
+    SELECT r.*, row_number() OVER (PARTITION BY r.execution_id ORDER BY r.command_id) AS n
+    FROM json_to_recordset(%(rows)s::json)
+        AS r(execution_id bigint, command_id text, step text, attempt integer, worker_id text)
+), counted AS (
+    SELECT execution_id, count(*) AS k FROM r GROUP BY execution_id
+), moved AS (
+    UPDATE noetl.execution AS x
+    SET last_event_id = x.last_event_id + c.k, updated_at = now()
+    FROM counted AS c
+    WHERE x.execution_id = c.execution_id AND x.status = 'RUNNING'
+    RETURNING x.execution_id, x.last_event_id - c.k AS base
+)
+INSERT INTO noetl.event (execution_id, event_id, event_type, step, command_id, data, at)
+SELECT r.execution_id, m.base + r.n, 'command.reissued', r.step, r.command_id,
+       jsonb_build_object(
+           'reason', 'lease_expired',
+           'message', format('the lease of worker %%s expired (no heartbeat): the command is queued '
+                             'again (attempt %%s next)', r.worker_id, r.attempt + 1),
+           'worker_id', r.worker_id, 'attempt', r.attempt + 1),
+       extract(epoch FROM clock_timestamp())::float8
+FROM r JOIN moved AS m ON m.execution_id = r.execution_id
 
 -- name: pending_results
 SELECT command_id, status, outcome FROM noetl.command
@@ -148,9 +194,14 @@ WITH live AS (
     UPDATE noetl.command
     SET status = 'cancelled', lease_until = NULL, updated_at = now()
     WHERE command_id = ANY(ARRAY(SELECT command_id FROM live)) AND status IN ('ready', 'leased')
-    RETURNING command_id, seq
+    RETURNING command_id, seq, worker_id
+), notified AS (
+    -- each worker that held one of them learns it at once (it stops the task) instead of at its
+    -- next heartbeat
+    SELECT pg_notify('noetl_cancelled', worker_id)
+    FROM (SELECT DISTINCT worker_id FROM cancelled WHERE worker_id IS NOT NULL) AS holders
 )
-SELECT command_id FROM cancelled ORDER BY seq
+SELECT command_id FROM cancelled CROSS JOIN (SELECT count(*) FROM notified) AS sent ORDER BY seq
 
 -- name: depth
 SELECT pool, count(*) FROM noetl.command WHERE status = 'ready' GROUP BY pool ORDER BY pool

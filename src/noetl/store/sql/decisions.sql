@@ -51,7 +51,7 @@ FROM (SELECT DISTINCT pool FROM enqueued WHERE status = 'ready') AS ready
 -- locked executions, as the caller records them in this transaction, and kept (outcome, not
 -- recorded) for the others - and the outcomes already waiting for the locked executions. The
 -- reports are not among those (the statement's snapshot predates them): the caller has them.
--- One row of three JSON arrays.
+-- One row of four JSON arrays.
 WITH locked AS (
     SELECT execution_id, catalog_id, path, status, parent_execution_id, last_event_id,
            cancel_requested, cancel_reason
@@ -79,4 +79,9 @@ SELECT
     (SELECT coalesce(jsonb_agg(command_id), '[]') FROM reported) AS accepted,
     (SELECT coalesce(jsonb_agg(to_jsonb(l) ORDER BY l.execution_id), '[]') FROM locked AS l) AS locked,
     (SELECT coalesce(json_agg(json_build_array(execution_id, command_id, status, outcome)
-                             ORDER BY execution_id, updated_at, seq), '[]') FROM waiting) AS waiting
+                             ORDER BY execution_id, updated_at, seq), '[]') FROM waiting) AS waiting,
+    -- RUNNING executions another transaction holds (worth retrying); those that are not RUNNING any
+    -- more (finished or cancelled) are neither locked nor busy: nothing is left to record for them.
+    (SELECT coalesce(jsonb_agg(e.execution_id), '[]') FROM noetl.execution AS e
+     WHERE e.execution_id = ANY(%(execution_ids)s::bigint[]) AND e.status = 'RUNNING'
+       AND e.execution_id NOT IN (SELECT execution_id FROM locked)) AS busy

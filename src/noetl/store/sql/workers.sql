@@ -7,7 +7,13 @@ SET name = excluded.name, pools = excluded.pools, status = 'ready', capacity = e
     started_at = now(), heartbeat = now()
 
 -- name: heartbeat
-UPDATE noetl.runtime SET heartbeat = now() WHERE worker_id = %(worker_id)s
+UPDATE noetl.runtime SET heartbeat = now(), metrics = coalesce(%(metrics)s, metrics)
+WHERE worker_id = %(worker_id)s
+
+-- name: metrics
+-- The metrics text of workers that heartbeat within the last %(fresh)s seconds.
+SELECT worker_id, metrics FROM noetl.runtime
+WHERE metrics IS NOT NULL AND heartbeat > now() - make_interval(secs => %(fresh)s)
 
 -- name: deregister
 DELETE FROM noetl.runtime WHERE worker_id = %(worker_id)s

@@ -1,0 +1,120 @@
+"""Telemetry over HTTP: the exporters' status and backfill, and per-step statistics of a playbook.
+
+``GET /api/export/status``          every sink's cursor: events exported, lag in events and seconds
+``POST /api/export/backfill``       send the events written since a time again (idempotent at the sink)
+``GET /api/stats/{path}?window=24h`` per step: calls, failures, retries, p50/p95/max duration
+
+Statistics come from ClickHouse when an export sink is configured and has caught up with the
+window, else from PostgreSQL's event log; the answer says which (``source``).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter
+from psycopg_pool import AsyncConnectionPool
+from pydantic import BaseModel, Field
+
+from noetl.errors import SinkError, UsageError
+from noetl.server.context import Server
+from noetl.server.settings import ServerSettings
+from noetl.store import exports
+from noetl.store.db import Connection
+from noetl.telemetry import export
+
+router = APIRouter(prefix="/api", tags=["telemetry"])
+
+WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_WINDOW_SECONDS = 10 * 365 * 86400.0
+
+
+def exporter(settings: ServerSettings, pool: AsyncConnectionPool[Connection]) -> export.Exporter | None:
+    """The server's exporter, when ``NOETL_EXPORT_CLICKHOUSE_URL`` names a sink."""
+    if not settings.export_clickhouse_url:
+        return None
+    assert settings.database_url is not None
+    config = export.ExportSettings(
+        clickhouse_url=settings.export_clickhouse_url,
+        database=settings.export_clickhouse_database,
+        batch=settings.export_batch,
+        interval=settings.export_interval,
+    )
+    return export.Exporter(settings.database_url, pool, config)
+
+
+def window_seconds(text: str) -> float:
+    """``30m``, ``24h``, ``7d``, ``2w`` or plain seconds."""
+    match = WINDOW.match(text)
+    if match is None:
+        raise UsageError(f"window {text!r} is not a duration such as 30m, 24h or 7d", field="window")
+    seconds = float(match[1]) * UNITS[match[2]]
+    if not 0 < seconds <= MAX_WINDOW_SECONDS:
+        raise UsageError(f"window {text!r} must be more than 0 and at most 10 years", field="window")
+    return seconds
+
+
+class BackfillRequest(BaseModel):
+    since: datetime | None = None
+    """Re-send events written at or after this time (ISO 8601)."""
+    window: str | None = Field(default=None, max_length=32)
+    """Or: re-send the events of the last ``window`` (e.g. ``24h``)."""
+
+
+@router.get("/export/status")
+async def export_status(server: Server) -> dict[str, Any]:
+    async with server.pool.connection() as conn:
+        sinks = await export.status(conn)
+    leader = server.exporter.leader if server.exporter is not None else None
+    return {"configured": server.exporter is not None, "leader": leader, "sinks": sinks}
+
+
+@router.post("/export/backfill")
+async def export_backfill(body: BackfillRequest, server: Server) -> dict[str, Any]:
+    if server.exporter is None:
+        raise UsageError("no export sink is configured (set NOETL_EXPORT_CLICKHOUSE_URL on the server)")
+    if (body.since is None) == (body.window is None):
+        raise UsageError("give exactly one of 'since' (a time) or 'window' (e.g. 24h)", field="since")
+    since = body.since or datetime.now(UTC) - timedelta(seconds=window_seconds(body.window or ""))
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    sent = await server.exporter.backfill(since)
+    return {"sink": export.SINK, "since": since.isoformat(), "events": sent}
+
+
+@router.get("/stats/{path:path}")
+async def stats(path: str, server: Server, window: str = "24h") -> dict[str, Any]:
+    seconds = window_seconds(window)
+    since = datetime.now(UTC) - timedelta(seconds=seconds)
+    async with server.pool.connection() as conn:
+        totals = await exports.execution_stats(conn, path, since)
+        steps, source = await _step_stats(server, conn, path, since)
+    return {
+        "path": path,
+        "window": window,
+        "since": since.isoformat(),
+        "source": source,
+        "executions": totals,
+        "steps": steps,
+    }
+
+
+async def _step_stats(
+    server: Server, conn: Connection, path: str, since: datetime
+) -> tuple[list[dict[str, Any]], str]:
+    if server.exporter is not None and await _caught_up(conn):
+        try:
+            return await server.exporter.step_stats(path, since), "clickhouse"
+        except SinkError:
+            pass  # the sink is down: the log has the same answer
+    rows = await exports.step_stats(conn, path, since)
+    return [export.stat_row(row) for row in rows], "postgres"
+
+
+async def _caught_up(conn: Connection) -> bool:
+    cursor = await exports.cursor(conn, export.SINK)
+    events, _ = await exports.lag(conn, cursor.position, cap=1)
+    return events == 0
