@@ -203,3 +203,51 @@ def test_catalog_directory_is_searched_with_subdirectories(tmp_path: Path, neste
     )
     assert outcome["status"] == "COMPLETED", outcome["error"]
     assert outcome["step_results"]["start"] == "from child"
+
+
+LENIENT = """
+    metadata: {name: lenient}
+    workflow:
+      - step: start
+        loop: {in: "{{ [1, 2] }}", iterator: num}
+        tool:
+          kind: python
+          input: {num: "{{ num }}", loop_index: "{{ loop_index }}", label: "n={{ missing.field }}"}
+          code: "result = [num, loop_index, label]"
+    """
+
+
+@pytest.mark.parametrize("how", ["playbook", "flag", "env"])
+def test_lenient_mode_renders_undefined_empty_and_records_a_warning(tmp_path: Path, how: str) -> None:
+    text, args, env = LENIENT, ["--events", str(tmp_path / "events.jsonl")], None
+    if how == "playbook":
+        text = LENIENT + "executor: {spec: {undefined: lenient}}\n"
+    elif how == "flag":
+        args.append("--undefined=lenient")
+    else:
+        env = {**__import__("os").environ, "NOETL_TEMPLATE_UNDEFINED": "lenient"}
+    path = tmp_path / "main.yaml"
+    path.write_text(HEAD + textwrap.dedent(text), encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "noetl", "run", str(path), "--json", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
+    outcome = json.loads(done.stdout)
+    assert outcome["status"] == "COMPLETED", outcome["error"]
+    assert outcome["step_results"]["start"]["results"] == [[1, None, "n="], [2, None, "n="]]
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    warned = {e["data"]["variable"] for e in events if e["event_type"] == "template.warning"}
+    assert warned == {"loop_index", "missing"}
+
+
+def test_strict_is_the_default_and_a_playbook_can_insist_on_it(tmp_path: Path) -> None:
+    outcome = run(tmp_path, LENIENT)
+    assert outcome["status"] == "FAILED" and "undefined variable 'loop_index'" in outcome["error"]["message"]
+    strict = run(
+        tmp_path, LENIENT + "executor: {spec: {undefined: strict}}\n", "--undefined", "lenient", name="s.yaml"
+    )
+    assert strict["status"] == "FAILED"

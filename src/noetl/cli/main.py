@@ -143,6 +143,17 @@ def cli(gateway: str | None, api_key: str | None) -> None:
     help="Directory the file tool may use (repeatable; the variable is ':'-separated) [default: the "
     "working directory]. Distributed: set it on the workers.",
 )
+@click.option(
+    "--undefined",
+    "undefined",
+    type=click.Choice(["strict", "lenient"]),
+    default="strict",
+    envvar="NOETL_TEMPLATE_UNDEFINED",
+    show_envvar=True,
+    help="Rendering an undefined value into a task: strict fails the task; lenient (upstream's) renders "
+    "it empty with a template.warning. A playbook's executor.spec.undefined wins [default: strict]. "
+    "Distributed: set it on the workers.",
+)
 def run(
     playbook: str,
     sets: tuple[str, ...],
@@ -157,6 +168,7 @@ def run(
     max_parallel: int,
     python_workers: int | None,
     file_roots: tuple[str, ...],
+    undefined: str,
 ) -> None:
     """Run PLAYBOOK in this process (no server, no database), or with --runtime distributed on a server."""
     if runtime == "distributed":
@@ -189,6 +201,7 @@ def run(
         max_parallel=max_parallel,
         python_workers=python_workers,
         file_roots=file_roots,
+        undefined=undefined,
     )
     sys.exit(code)
 

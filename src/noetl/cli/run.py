@@ -186,6 +186,7 @@ def main(
     max_parallel: int,
     python_workers: int | None,
     file_roots: tuple[str, ...] = (),
+    undefined: str = "strict",
 ) -> int:
     """Run one playbook; return the exit code (0 COMPLETED, 1 FAILED/CANCELLED).
 
@@ -195,6 +196,7 @@ def main(
 
     from noetl.runtime import loader
     from noetl.runtime.credentials import FileCredentials, NoCredentials
+    from noetl.runtime.runner import TEMPLATE_UNDEFINED_KEY
 
     pool = _early_python_pool(playbook_file, python_workers)
     try:
@@ -219,7 +221,7 @@ def main(
                 max_parallel,
                 python_workers,
                 pool,
-                tool_settings(file_roots),
+                {**tool_settings(file_roots), TEMPLATE_UNDEFINED_KEY: undefined},
             )
         )
     finally:

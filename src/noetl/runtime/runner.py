@@ -69,6 +69,8 @@ class Outcome:
     """Total task runs, retries and jumps included."""
     duration_ms: float
     failed_task: str | None = None
+    warnings: tuple[dict[str, JSON], ...] = ()
+    """Undefined values rendered empty in lenient mode: ``{variable, message}`` each (DECISIONS 10)."""
 
 
 async def run_command(
@@ -155,6 +157,8 @@ class _Command:
         self.status: Literal["ok", "error"] = "ok"
         self.error: dict[str, JSON] | None = None
         self.failed_task: str | None = None
+        self.lenient = lenient_templates(playbook, services)
+        self.warnings: list[dict[str, JSON]] = []
 
     # ---- control flow ------------------------------------------------------------------------------
 
@@ -234,7 +238,16 @@ class _Command:
             result = self.redactor.redact(result)
             error = cast("dict[str, JSON] | None", self.redactor.redact(error))
             updates = cast("dict[str, JSON]", self.redactor.redact(updates))
-        return Outcome(self.status, result, error, updates, self.runs, duration_ms, self.failed_task)
+        return Outcome(
+            self.status,
+            result,
+            error,
+            updates,
+            self.runs,
+            duration_ms,
+            self.failed_task,
+            tuple(self.warnings),
+        )
 
     # ---- one task run ------------------------------------------------------------------------------
 
@@ -298,7 +311,7 @@ class _Command:
         self.scope["error"] = output["error"]
 
     def render_input(self, task: Task) -> dict[str, JSON]:
-        rendered = _render_fields(task.input, self.scope, "input", self._where(task))
+        rendered = self.render_fields(task.input, self.scope, "input", self._where(task))
         loop = self.step.loop
         if loop is not None and loop.iterator not in rendered:
             value = self._iteration_value(loop.iterator)
@@ -313,7 +326,7 @@ class _Command:
         return self.scope.get(iterator, _ABSENT)
 
     def render_config(self, task: Task, context: Mapping[str, object]) -> dict[str, JSON]:
-        config = _render_fields(task.config, context, "field", self._where(task))
+        config = self.render_fields(task.config, context, "field", self._where(task))
         if task.accept_status and task.kind == "http" and "accept_status" not in config:
             config["accept_status"] = list(task.accept_status)
         return config
@@ -398,11 +411,34 @@ class _Command:
         for credential in keychain.credentials.values():
             self.redactor.add_data(credential.get("data"))
 
+    def render_fields(
+        self, fields: Mapping[str, JSON], context: Mapping[str, object], noun: str, where: str
+    ) -> dict[str, JSON]:
+        """Each value of ``fields`` rendered strictly; a failure names the field it happened in. In
+        lenient mode a value that fails only for an undefined name renders with it empty instead, and
+        a warning naming the variable is recorded (DECISIONS 10)."""
+        try:
+            return _render_fields(fields, context, noun, where)
+        except TemplateError as exc:
+            if not self.lenient or exc.variable is None:
+                raise
+        rendered: dict[str, JSON] = {}
+        for key, value in fields.items():
+            try:
+                rendered[key] = cast(JSON, templates.render(value, context))
+            except TemplateError as exc:
+                if exc.variable is None:
+                    raise TemplateError(f"{where}{noun} '{key}': {exc.message}") from None
+                rendered[key] = cast(JSON, templates.render(value, context, strict=False))
+                message = f"{where}{noun} '{key}': {exc.message}; rendered empty (lenient templates)"
+                self.warnings.append({"variable": exc.variable, "message": message})
+        return rendered
+
     # ---- set: variable scopes ----------------------------------------------------------------------
 
     def apply_set(self, assignments: Mapping[str, JSON], context: Mapping[str, object], what: str) -> None:
         """Render every value first (all see the same context), then write them by scope prefix."""
-        values = _render_fields(assignments, context, "key", f"{what}: ")
+        values = self.render_fields(assignments, context, "key", f"{what}: ")
         for key, value in values.items():
             scope, _, name = key.partition(".")
             if name and scope == "iter":
@@ -431,6 +467,16 @@ class _Command:
 
 
 _ABSENT = object()
+
+
+TEMPLATE_UNDEFINED_KEY = "template_undefined"
+"""``Services.extras`` key: the deployment's default for undefined values, ``strict`` or ``lenient``."""
+
+
+def lenient_templates(playbook: Playbook, services: Services) -> bool:
+    """The playbook's ``executor.spec.undefined`` if set, else the deployment's setting."""
+    mode = playbook.executor.undefined or services.extras.get(TEMPLATE_UNDEFINED_KEY)
+    return mode == "lenient"
 
 
 def _render_fields(
