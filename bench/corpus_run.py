@@ -57,6 +57,8 @@ PG_CREDENTIALS = (
     "noetl",
     "noetl_connection",
     "postgres_local",
+    "pg_noetl_k8s",
+    "pg_trade",
 )
 
 
@@ -69,6 +71,8 @@ class Expect:
     workload: tuple[tuple[str, Any], ...] = ()
     source: str = "runs to completion (no documented values)"
     label: str = ""
+    phase: int = 1
+    """Runs of phase 0 (fixtures that create what others read) finish before the others start."""
 
 
 # ---------------------------------------------------------------- checks on an outcome
@@ -131,6 +135,11 @@ def not_ran(*steps: str) -> Check:
         return f"steps that should not run: {', '.join(extra)}" if extra else None
 
     return check
+
+
+def step_field(step: str, field: str, expected: Any) -> Check:
+    """``step_results.<step>.<field>`` equals ``expected`` (a fixture's own verdict or count)."""
+    return equals(f"step_results.{step}.{field}", expected)
 
 
 def error_mentions(text: str) -> Check:
@@ -207,7 +216,7 @@ _OK = "runs to completion (no documented values)"
 EXPECT: dict[str, tuple[Expect, ...]] = {
     "actions_test.yaml": (Expect(),),
     "api_integration/auth0/check_playbook_access.yaml": (Expect(),),
-    "api_integration/auth0/provision_auth_schema.yaml": (Expect(),),
+    "api_integration/auth0/provision_auth_schema.yaml": (Expect(phase=0, source="creates the auth schema"),),
     "api_integration/auth0/setup_admin_permissions.yaml": (Expect(),),
     "api_integration/auth0/test_auth0_full_flow.yaml": (Expect(),),
     "atomic_item_context.yaml": (Expect(),),
@@ -241,11 +250,27 @@ EXPECT: dict[str, tuple[Expect, ...]] = {
     "load_test/state_report_synthetic_load/state_report_synthetic_load_worker.yaml": (Expect(),),
     "loop_test.yaml": (Expect(),),
     "pagination/basic/test_pagination_basic.yaml": (Expect(),),
-    "pagination/cursor/test_pagination_cursor.yaml": (Expect(),),
+    "pagination/cursor/test_pagination_cursor.yaml": (
+        Expect(
+            checks=(
+                step_field("validate_results", "status", "success"),
+                step_field("validate_results", "total_events", 35),
+            ),
+            source="validate_results: expected_count = 35; README: 35 events across 4 cursor hops",
+        ),
+    ),
     "pagination/fetch_load_test/test_fetch_load.yaml": (Expect(),),
     "pagination/loop_with_pagination/test_loop_with_pagination.yaml": (Expect(),),
     "pagination/max_iterations/test_pagination_max_iterations.yaml": (Expect(),),
-    "pagination/offset/test_pagination_offset.yaml": (Expect(),),
+    "pagination/offset/test_pagination_offset.yaml": (
+        Expect(
+            checks=(
+                step_field("validate_results", "status", "success"),
+                step_field("validate_results", "total_users", 35),
+            ),
+            source="validate_results: expected_count = 35; README: 35 users across 4 pages",
+        ),
+    ),
     "pagination/pipeline/test_pagination_pipeline.yaml": (Expect(),),
     "pagination/pipeline/test_pipeline_error_handling.yaml": (Expect(),),
     "pagination/pipeline/test_pipeline_heavy_payload.yaml": (Expect(),),
@@ -253,7 +278,17 @@ EXPECT: dict[str, tuple[Expect, ...]] = {
     "pagination/pipeline_v2/test_pagination_pipeline_v2.yaml": (Expect(),),
     "pagination/retry/test_pagination_retry.yaml": (Expect(),),
     "patient_batch_parallel_queue/patient_batch_parallel_queue.yaml": (Expect(),),
-    "pft_flow_test/pft_queue_db_maintenance.yaml": (Expect(),),
+    "pft_flow_test/pft_queue_db_maintenance.yaml": (
+        Expect(
+            workload=(
+                ("pg_host", "$DB_HOST"),
+                ("pg_port", "$DB_PORT"),
+                ("pg_user", "$DB_USER"),
+                ("pg_password", "$DB_PASSWORD"),
+                ("pg_database", "$DB_NAME"),
+            ),
+        ),
+    ),
     "pft_flow_test/test_mds_batch_worker.yaml": (Expect(),),
     "pft_flow_test/test_pft_flow.yaml": (Expect(),),
     "pft_flow_test/test_pft_flow_v2.yaml": (Expect(),),
@@ -261,7 +296,7 @@ EXPECT: dict[str, tuple[Expect, ...]] = {
     "playbook_composition/playbook_composition.yaml": (Expect(),),
     "playbook_composition/user_profile_scorer.yaml": (Expect(),),
     "postgres_test.yaml": (Expect(),),
-    "regression_test/create_test_schema.yaml": (Expect(),),
+    "regression_test/create_test_schema.yaml": (Expect(phase=0, source="creates the regression schema"),),
     "regression_test/master_regression_test.yaml": (Expect(),),
     "regression_test/master_regression_test_parallel.yaml": (Expect(),),
     "retry_test/duckdb_retry_query.yaml": (Expect(),),
@@ -271,7 +306,7 @@ EXPECT: dict[str, tuple[Expect, ...]] = {
     "root_scripts/test_implicit_end_routing.yaml": (Expect(),),
     "root_scripts/test_script_loading.yaml": (Expect(),),
     "root_scripts/test_simple_loop.yaml": (Expect(),),
-    "save_storage_test/create_tables.yaml": (Expect(),),
+    "save_storage_test/create_tables.yaml": (Expect(phase=0, source="creates the save tests' tables"),),
     "save_storage_test/save_all_storage_types.yaml": (Expect(),),
     "save_storage_test/save_edge_cases.yaml": (Expect(),),
     "save_storage_test/save_simple_test.yaml": (Expect(),),
@@ -462,7 +497,11 @@ def run_one(path: str, expect: Expect, ctx: dict[str, Any]) -> Result:
         f"api_url={ctx['api_url']}",
     ]
     for key, value in expect.workload:
+        if isinstance(value, str) and value.startswith("$DB_"):
+            value = ctx["pg"][value.removeprefix("$DB_").lower().replace("host", "db_host")]
         command += ["--set", f"{key}={json.dumps(value)}"]
+    if ctx.get("undefined"):
+        command += ["--undefined", ctx["undefined"]]
     started = time.monotonic()
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=ctx["timeout"], check=False)
@@ -495,6 +534,12 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=240.0, help="seconds per run (default 240)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2)")
     parser.add_argument(
+        "--undefined",
+        choices=("strict", "lenient"),
+        default=None,
+        help="pass --undefined to every run (lenient: upstream's rendering of undefined values)",
+    )
+    parser.add_argument(
         "--database-url",
         default=os.environ.get("NOETL_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
         help="PostgreSQL server for the fixtures' fresh database [env NOETL_TEST_DATABASE_URL]",
@@ -524,10 +569,31 @@ def run_corpus(root: Path, servers: Path, args: argparse.Namespace) -> tuple[lis
     ):
         credentials = Path(tmp, "credentials.json")
         credentials.write_text(json.dumps({n: {"type": "postgres", "data": pg} for n in PG_CREDENTIALS}))
-        ctx = {"root": root, "credentials": str(credentials), "api_url": url, "timeout": args.timeout}
-        with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
-            results = list(pool.map(lambda job: run_one(job[0], job[1], ctx), jobs))
+        ctx = {
+            "root": root,
+            "credentials": str(credentials),
+            "api_url": url,
+            "timeout": args.timeout,
+            "pg": _placeholders(pg),
+            "undefined": args.undefined,
+        }
+        results: list[Result] = []
+        for phase in sorted({e.phase for _, e in jobs}):
+            batch = [job for job in jobs if job[1].phase == phase]
+            with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
+                results += pool.map(lambda job: run_one(job[0], job[1], ctx), batch)
     return results, skipped
+
+
+def _placeholders(pg: dict[str, Any]) -> dict[str, Any]:
+    """Values for ``$DB_HOST``, ``$DB_PORT``... in :attr:`Expect.workload`: the fresh database's."""
+    return {
+        "db_host": pg["db_host"],
+        "port": pg["db_port"],
+        "user": pg["db_user"],
+        "password": pg["db_password"],
+        "name": pg["db_name"],
+    }
 
 
 def report(results: list[Result], skipped: dict[str, str], as_json: bool) -> None:

@@ -251,3 +251,44 @@ def test_strict_is_the_default_and_a_playbook_can_insist_on_it(tmp_path: Path) -
         tmp_path, LENIENT + "executor: {spec: {undefined: strict}}\n", "--undefined", "lenient", name="s.yaml"
     )
     assert strict["status"] == "FAILED"
+
+
+def test_python_assert_noop_result_and_input_data_key(tmp_path: Path) -> None:
+    outcome = run(
+        tmp_path,
+        """
+        metadata: {name: small_items}
+        workflow:
+          - step: start
+            tool: {kind: noop, result: {marker: "ran {{ 1 + 1 }}"}}
+            next: [{step: scored}]
+          - step: scored
+            tool:
+              kind: python
+              input: {years: 4, input_data: [1, 2]}
+              assert: {expects: [years], returns: [score]}
+              code: "result = {'score': years * 2, 'seen': input_data}"
+            next: [{step: broken}]
+          - step: broken
+            tool:
+              kind: python
+              input: {years: 4}
+              assert: {expects: [years], returns: [score, weight]}
+              code: "result = {'score': 1}"
+        """,
+    )
+    assert outcome["step_results"]["start"] == {"marker": "ran 2"}
+    assert outcome["step_results"]["scored"] == {"score": 8, "seen": [1, 2]}
+    assert outcome["status"] == "FAILED"
+    assert "assertion failed: result lacks 'weight' (assert.returns)" in outcome["error"]["message"]
+    missing = run(
+        tmp_path,
+        """
+        metadata: {name: expects}
+        workflow:
+          - step: start
+            tool: {kind: python, input: {years: null}, assert: {expects: [years]}, code: "result = 1"}
+        """,
+        name="expects.yaml",
+    )
+    assert "input 'years' missing (assert.expects)" in missing["error"]["message"]

@@ -7,7 +7,10 @@ Fields (REFERENCE §4.4):
   JSON, a string as raw text), or ``form`` (a map sent form-encoded);
 * ``timeout`` / ``timeout_seconds`` (seconds, or ``{connect, read}``), ``follow_redirects``
   (default true), ``verify_ssl`` (default true), ``accept_status`` (statuses that are not errors,
-  besides 2xx; the runtime also passes the task's ``spec.accept_status`` here).
+  besides 2xx; the runtime also passes the task's ``spec.accept_status`` here);
+* ``output_select`` (upstream's choice of where a large response is stored, e.g. ``{strategy:
+  size_threshold, threshold_kb: 100}``): accepted and not used; results here stay in the event log,
+  and large loops keep theirs in the result store.
 
 ``data`` is the parsed JSON body when the body parses as JSON, else the text (None for an empty
 JSON body). ``body`` holds the same value, as upstream's http tool names it (its fixtures read
@@ -68,6 +71,7 @@ class HttpTool:
         "follow_redirects": (bool,),
         "verify_ssl": (bool,),
         "accept_status": (list, int),
+        "output_select": (dict, type(None)),
         **fields.TIMEOUTS,
     }
     required_fields: tuple[tuple[str, ...], ...] = (("url", "endpoint"),)

@@ -8,7 +8,9 @@ Fields (REFERENCE §4.4 and §4.12, DECISIONS 20):
 * ``return_step`` (alias ``result_step``): return that child step's result instead of the
   child's final result;
 * ``async: true``: start the child and return ``{execution_id, status}`` at once;
-* ``timeout`` / ``timeout_seconds``: how long to wait for the child.
+* ``timeout`` / ``timeout_seconds``: how long to wait for the child;
+* ``task``: upstream's label of the calling task (its fixtures write the calling step's name);
+  accepted and not used.
 
 The runtime provides ``Services.run_child`` (see :data:`noetl.tools.base.ChildRunner`). A child
 that does not end ``COMPLETED`` is an error of the calling task (``error_kind`` ``playbook``).
@@ -39,6 +41,7 @@ class PlaybookTool:
         "return_step": (str, type(None)),
         "result_step": (str, type(None)),
         "async": (bool,),
+        "task": (str, type(None)),
         **fields.TIMEOUTS,
     }
     required_fields: tuple[tuple[str, ...], ...] = (("path", "catalog_id"),)

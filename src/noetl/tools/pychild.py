@@ -180,7 +180,7 @@ def _execute(code: str, inputs: dict[str, object], libs: Mapping[str, str] | Non
     if isinstance(extra, dict):
         namespace.update(extra)  # upstream's globals (context, args, execution_id, step); input wins
     namespace.update(inputs)
-    namespace["input_data"] = inputs
+    namespace.setdefault("input_data", inputs)  # an input key named input_data wins, as upstream
     if libs:
         _import_libs(namespace, libs)
     # Registered while it runs so that dataclasses, pickle and typing can find the module.

@@ -17,6 +17,8 @@ Fields (REFERENCE §4.4, DECISIONS 8):
   of these and the runtime's timeout for the call applies.
 * ``memory_mb``: address-space cap of the child for this task (the pool's default otherwise).
 * ``env``: environment variables set while the task runs.
+* ``assert`` (upstream's): ``{expects: [input keys], returns: [result keys]}``; a missing (or null)
+  expected input, or a result that is not a map holding every listed key, fails the task.
 
 Errors are :class:`noetl.errors.ToolError` with ``error_kind`` ``python``, ``timeout`` (retryable),
 ``crash`` or ``memory`` and ``details["py"] = {exception, traceback}`` (plus ``stdout``, the last
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import atexit
 from collections.abc import Mapping
+from typing import cast
 
 from noetl.dsl.model import JSON
 from noetl.errors import ToolConfigError, ToolError
@@ -59,6 +62,7 @@ class PythonTool:
         "timeout": (int, float, dict),
         "memory_mb": (int,),
         "env": (dict,),
+        "assert": (dict,),
     }
     required_fields: tuple[tuple[str, ...], ...] = (("code",),)
 
@@ -69,6 +73,10 @@ class PythonTool:
             raise ToolConfigError(
                 "field 'code' of a python task must be a string", step=call.step, field="code"
             )
+        expects, returns = _assertions(config, call)
+        missing = [name for name in expects if call.input.get(name) is None]
+        if missing:
+            raise _assert_error(call, f"input {', '.join(repr(m) for m in missing)} missing (assert.expects)")
         pool = call.services.python_pool or default_pool()
         try:
             result: JSON = await pool.run(
@@ -84,7 +92,35 @@ class PythonTool:
             if exc.step is None:
                 exc.step = call.step
             raise
+        absent = [name for name in returns if not isinstance(result, dict) or name not in result]
+        if absent:
+            raise _assert_error(call, f"result lacks {', '.join(repr(a) for a in absent)} (assert.returns)")
         return result
+
+
+def _assertions(config: Mapping[str, JSON], call: Call) -> tuple[list[str], list[str]]:
+    """Upstream's ``assert: {expects: [input keys], returns: [result keys]}``, checked."""
+    spec = config.get("assert")
+    if spec is None:
+        return [], []
+    lists = {key: spec.get(key) or [] for key in ("expects", "returns")} if isinstance(spec, dict) else None
+    if (
+        lists is None
+        or set(spec) - {"expects", "returns"}
+        or not all(  # type: ignore[arg-type]
+            isinstance(v, list) and all(isinstance(n, str) for n in v) for v in lists.values()
+        )
+    ):
+        raise ToolConfigError(
+            "field 'assert' of a python task must be {expects: [input keys], returns: [result keys]}",
+            step=call.step,
+            field="assert",
+        )
+    return cast(list[str], lists["expects"]), cast(list[str], lists["returns"])
+
+
+def _assert_error(call: Call, message: str) -> ToolError:
+    return ToolError(f"assertion failed: {message}", error_kind="python", retryable=False, step=call.step)
 
 
 def _inputs(call: Call) -> dict[str, JSON]:
