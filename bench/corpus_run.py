@@ -15,7 +15,9 @@ this build does not run). Each runnable one is run as a user would run it, with
   created for the run and dropped afterwards);
 * upstream's mock API (``fixtures/servers/paginated_api.py``) is started from the copy on a free
   loopback port and given to the fixtures as their ``api_url`` workload key;
-* ``--catalog`` is the fixture tree, so sub-playbooks are found by their ``metadata.path``.
+* ``--catalog`` is the fixture tree, so sub-playbooks are found by their ``metadata.path``;
+* each run's working directory is the copy's root (the fixtures' ``script:`` paths are relative
+  to it), which is also the file root ``noetl run`` uses by default.
 
 The outcome is compared with what the fixture's own comments, README or assertions say (the
 ``EXPECT`` table below cites the source for each value checked). Prints one line per playbook and
@@ -504,7 +506,9 @@ def run_one(path: str, expect: Expect, ctx: dict[str, Any]) -> Result:
         command += ["--undefined", ctx["undefined"]]
     started = time.monotonic()
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=ctx["timeout"], check=False)
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=ctx["timeout"], check=False, cwd=root.parent
+        )
     except subprocess.TimeoutExpired:
         why = f"no outcome in {ctx['timeout']} s"
         return Result(path, expect.label, expect.status, "TIMEOUT", False, why, ctx["timeout"])

@@ -292,3 +292,58 @@ def test_python_assert_noop_result_and_input_data_key(tmp_path: Path) -> None:
         name="expects.yaml",
     )
     assert "input 'years' missing (assert.expects)" in missing["error"]["message"]
+
+
+def test_script_sources_inline_and_file_confined_to_the_file_roots(tmp_path: Path) -> None:
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "hello.py").write_text("return {'hello': name}\n")
+    (scripts / "count.sql").write_text("SELECT 21 * 2 AS answer")
+    (tmp_path / "outside.py").write_text("result = 'must not run'\n")
+    text = """
+        metadata: {name: scripts}
+        workload: {code: "result = {'inline': True}"}
+        workflow:
+          - step: start
+            tool: {kind: python, script: {uri: inline, source: {type: inline, code: "{{ workload.code }}"}}}
+            next: [{step: from_file}]
+          - step: from_file
+            tool: {kind: python, input: {name: x}, script: {uri: ./scripts/hello.py, source: {type: file}}}
+            next: [{step: sql}]
+          - step: sql
+            tool: {kind: duckdb, script: {uri: scripts/count.sql, source: {type: file}}}
+            next: [{step: outside}]
+          - step: outside
+            tool: {kind: python, script: {uri: "{{ workload.outside }}", source: {type: file}}}
+        """
+    outcome = run(tmp_path, text, "--file-root", str(scripts.parent), "--set", f"outside={tmp_path}/../x.py")
+    results = outcome["step_results"]
+    assert results["start"] == {"inline": True} and results["from_file"] == {"hello": "x"}
+    assert results["sql"]["rows"] == [{"answer": 42}]
+    assert (
+        outcome["status"] == "FAILED" and "must not be empty or contain '..'" in outcome["error"]["message"]
+    )
+    absolute = """
+        metadata: {name: outside}
+        workflow:
+          - step: start
+            tool: {kind: python, script: {uri: "{{ workload.path }}", source: {type: file}}}
+        """
+    elsewhere = run(
+        tmp_path, absolute, "--file-root", str(scripts), "--set", f"path={tmp_path}/outside.py", name="o.yaml"
+    )
+    assert elsewhere["status"] == "FAILED" and "is outside the file roots" in elsewhere["error"]["message"]
+
+
+def test_script_from_s3_says_what_to_do_instead(tmp_path: Path) -> None:
+    outcome = run(
+        tmp_path,
+        """
+        metadata: {name: s3_script}
+        workflow:
+          - step: start
+            tool: {kind: python, script: {uri: "s3://bucket/x.py", source: {type: s3}}}
+        """,
+    )
+    assert outcome["status"] == "FAILED"
+    assert "copy the object into a file root with the s3 tool" in outcome["error"]["message"]

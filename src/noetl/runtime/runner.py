@@ -42,6 +42,7 @@ from noetl.dsl.model import JSON, Playbook, Rule, Step, Task
 from noetl.engine import policy
 from noetl.engine.policy import DEFAULT_MAX_TASK_RUNS
 from noetl.errors import CredentialError, NoetlError, TemplateError, ToolError
+from noetl.runtime import scripts
 from noetl.runtime.credentials import Credential, CredentialStore, Keychain, Use, keychain_names
 from noetl.runtime.redact import Redactor
 from noetl.tools import registry
@@ -264,7 +265,9 @@ class _Command:
             arguments = self.render_input(task)
             if arguments:
                 context = ChainMap({**arguments, "input": arguments}, self.scope)
-            config = self.render_config(task, context)
+            config = await scripts.resolve(
+                task.kind, self.render_config(task, context), self.services, self.step.name
+            )
             credential = await self.credential(task, context)
             data = await self.call_tool(task, config, arguments, credential)
         except asyncio.CancelledError:

@@ -77,9 +77,10 @@ class PostgresTool:
         "schema": (str, type(None)),
         "as_objects": (bool,),
         "pool": (dict, type(None)),
+        "script": (dict,),
         **fields.TIMEOUTS,
     }
-    required_fields: tuple[tuple[str, ...], ...] = (("command", "query"),)
+    required_fields: tuple[tuple[str, ...], ...] = (("command", "query", "script"),)
 
     async def run(self, call: Call) -> JSON:
         import psycopg

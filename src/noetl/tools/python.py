@@ -63,8 +63,9 @@ class PythonTool:
         "memory_mb": (int,),
         "env": (dict,),
         "assert": (dict,),
+        "script": (dict,),
     }
-    required_fields: tuple[tuple[str, ...], ...] = (("code",),)
+    required_fields: tuple[tuple[str, ...], ...] = (("code", "script"),)
 
     async def run(self, call: Call) -> JSON:
         config = call.config
@@ -103,20 +104,21 @@ def _assertions(config: Mapping[str, JSON], call: Call) -> tuple[list[str], list
     spec = config.get("assert")
     if spec is None:
         return [], []
-    lists = {key: spec.get(key) or [] for key in ("expects", "returns")} if isinstance(spec, dict) else None
-    if (
-        lists is None
-        or set(spec) - {"expects", "returns"}
-        or not all(  # type: ignore[arg-type]
-            isinstance(v, list) and all(isinstance(n, str) for n in v) for v in lists.values()
-        )
+    expects = spec.get("expects") or [] if isinstance(spec, dict) else None
+    returns = spec.get("returns") or [] if isinstance(spec, dict) else None
+    if not (
+        isinstance(spec, dict) and set(spec) <= {"expects", "returns"} and _names(expects) and _names(returns)
     ):
         raise ToolConfigError(
             "field 'assert' of a python task must be {expects: [input keys], returns: [result keys]}",
             step=call.step,
             field="assert",
         )
-    return cast(list[str], lists["expects"]), cast(list[str], lists["returns"])
+    return cast(list[str], expects), cast(list[str], returns)
+
+
+def _names(value: JSON) -> bool:
+    return isinstance(value, list) and all(isinstance(name, str) for name in value)
 
 
 def _assert_error(call: Call, message: str) -> ToolError:
