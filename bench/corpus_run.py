@@ -75,6 +75,10 @@ class Expect:
     label: str = ""
     phase: int = 1
     """Runs of phase 0 (fixtures that create what others read) finish before the others start."""
+    own_database: bool = False
+    """A fresh database of its own (for a fixture inserting the same fixed keys as another one)."""
+    timeout: float | None = None
+    """Seconds for this run when longer than ``--timeout`` (load fixtures)."""
 
 
 # ---------------------------------------------------------------- checks on an outcome
@@ -242,12 +246,24 @@ EXPECT: dict[str, tuple[Expect, ...]] = {
     "duckdb_test.yaml": (Expect(),),
     "fanout_reduce/fanout_reduce_phase6.yaml": (Expect(),),
     "gui/widget_all_types/widget_all_types.yaml": (Expect(),),
-    "hello_world/hello_world.yaml": (Expect(),),
+    "hello_world/hello_world.yaml": (
+        Expect(
+            checks=(ran("start", "test_step", "end"), step_field("test_step", "data.message", "Hello World")),
+            source="playbook_test_config.yaml: steps start, test_step, end; data.message 'Hello World'",
+        ),
+    ),
     "iterator_save_test.yaml": (Expect(),),
     "iterator_save_test/iterator_save_test.yaml": (Expect(),),
     "json_serialization_save.yaml": (Expect(),),
-    "json_serialization_save/json_serialization_save.yaml": (Expect(),),
-    "load_test/heavy_loop_aggregation/heavy_loop_aggregation.yaml": (Expect(),),
+    "json_serialization_save/json_serialization_save.yaml": (
+        Expect(own_database=True, source="inserts the same fixed keys as json_serialization_save.yaml"),
+    ),
+    "load_test/heavy_loop_aggregation/heavy_loop_aggregation.yaml": (
+        Expect(
+            checks=(step_field("validate_results", "status", "validated"),),
+            source="validate_results: status 'validated' when every check passes",
+        ),
+    ),
     "load_test/reference_chain_loop_stress/reference_chain_loop_stress.yaml": (Expect(),),
     "load_test/state_report_synthetic_load/state_report_synthetic_load_worker.yaml": (Expect(),),
     "loop_test.yaml": (Expect(),),
@@ -273,13 +289,33 @@ EXPECT: dict[str, tuple[Expect, ...]] = {
             source="validate_results: expected_count = 35; README: 35 users across 4 pages",
         ),
     ),
-    "pagination/pipeline/test_pagination_pipeline.yaml": (Expect(),),
+    "pagination/pipeline/test_pagination_pipeline.yaml": (
+        Expect(
+            workload=(
+                ("db_host", "$DB_HOST"),
+                ("db_port", "$DB_PORT"),
+                ("db_user", "$DB_USER"),
+                ("db_password", "$DB_PASSWORD"),
+                ("db_name", "$DB_NAME"),
+            )
+        ),
+    ),
     "pagination/pipeline/test_pipeline_error_handling.yaml": (Expect(),),
     "pagination/pipeline/test_pipeline_heavy_payload.yaml": (Expect(),),
     "pagination/pipeline/test_pipeline_simple.yaml": (Expect(),),
-    "pagination/pipeline_v2/test_pagination_pipeline_v2.yaml": (Expect(),),
+    "pagination/pipeline_v2/test_pagination_pipeline_v2.yaml": (
+        Expect(
+            workload=(
+                ("db_host", "$DB_HOST"),
+                ("db_port", "$DB_PORT"),
+                ("db_user", "$DB_USER"),
+                ("db_password", "$DB_PASSWORD"),
+                ("db_name", "$DB_NAME"),
+            )
+        ),
+    ),
     "pagination/retry/test_pagination_retry.yaml": (Expect(),),
-    "patient_batch_parallel_queue/patient_batch_parallel_queue.yaml": (Expect(),),
+    "patient_batch_parallel_queue/patient_batch_parallel_queue.yaml": (Expect(timeout=600),),
     "pft_flow_test/pft_queue_db_maintenance.yaml": (
         Expect(
             workload=(
@@ -331,7 +367,12 @@ EXPECT: dict[str, tuple[Expect, ...]] = {
     "tradedb/tradedb_create_db.yaml": (Expect(),),
     "vars_test/test_transient.yaml": (Expect(),),
     "vars_test/test_vars_api.yaml": (Expect(),),
-    "vars_test/test_vars_block.yaml": (Expect(),),
+    "vars_test/test_vars_block.yaml": (
+        Expect(
+            checks=(step_field("verify_vars", "status", "success"),),
+            source="verify_vars: status 'success' when the extracted values are 123, alice@..., 2, test_db",
+        ),
+    ),
     "vars_test/test_vars_simple.yaml": (Expect(),),
     "vars_test/test_vars_template_access.yaml": (Expect(),),
     # fixtures/subscription: per-delivery targets, run with a message and without one
@@ -483,6 +524,15 @@ def _key(path: str) -> str:
 
 def run_one(path: str, expect: Expect, ctx: dict[str, Any]) -> Result:
     """Run one fixture once with ``noetl run --json`` and judge the outcome."""
+    if not expect.own_database:
+        return _run_one(path, expect, ctx)
+    with tempfile.TemporaryDirectory() as tmp, fresh_database(ctx["database_url"]) as pg:
+        credentials = Path(tmp, "credentials.json")
+        credentials.write_text(json.dumps({n: {"type": "postgres", "data": pg} for n in PG_CREDENTIALS}))
+        return _run_one(path, expect, {**ctx, "credentials": str(credentials), "pg": _placeholders(pg)})
+
+
+def _run_one(path: str, expect: Expect, ctx: dict[str, Any]) -> Result:
     root: Path = ctx["root"]
     command = [
         sys.executable,
@@ -505,13 +555,15 @@ def run_one(path: str, expect: Expect, ctx: dict[str, Any]) -> Result:
     if ctx.get("undefined"):
         command += ["--undefined", ctx["undefined"]]
     started = time.monotonic()
+    timeout = max(ctx["timeout"], expect.timeout or 0)
     try:
         done = subprocess.run(
-            command, capture_output=True, text=True, timeout=ctx["timeout"], check=False, cwd=root.parent
+            command, capture_output=True, text=True, timeout=timeout, check=False, cwd=root.parent
         )
     except subprocess.TimeoutExpired:
-        why = f"no outcome in {ctx['timeout']} s"
-        return Result(path, expect.label, expect.status, "TIMEOUT", False, why, ctx["timeout"])
+        return Result(
+            path, expect.label, expect.status, "TIMEOUT", False, f"no outcome in {timeout} s", timeout
+        )
     seconds = time.monotonic() - started
     outcome: Outcome = {}
     for line in done.stdout.splitlines():
@@ -580,6 +632,7 @@ def run_corpus(root: Path, servers: Path, args: argparse.Namespace) -> tuple[lis
             "timeout": args.timeout,
             "pg": _placeholders(pg),
             "undefined": args.undefined,
+            "database_url": args.database_url,
         }
         results: list[Result] = []
         for phase in sorted({e.phase for _, e in jobs}):
