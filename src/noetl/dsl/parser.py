@@ -16,9 +16,11 @@ reported.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import cast
 
 from noetl.dsl import normalize, yamlload
@@ -76,7 +78,30 @@ def parse(
     ``kinds`` are the tool kinds a task may name (the runtime passes its tool registry; the parser
     itself knows only the built-in ones).
     """
-    document = yamlload.load(text, source)
+    with _no_cycle_collection():
+        document = yamlload.load(text, source)
+        return _checked(document, source, strict, kinds)
+
+
+@contextlib.contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Pause Python's cycle collector while a playbook is built: the build allocates a few objects
+    per YAML value and frees none, so each collection rescans all of them, which made loading
+    superlinear (issue 17: 0.18 ms/step at 1,000 steps, 0.29 at 10,000). Reference counting still
+    frees everything; the collector runs again afterwards."""
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _checked(
+    document: yamlload.Document, source: str | None, strict: bool, kinds: Collection[str]
+) -> Playbook:
     try:
         return _parse_document(document, strict=strict, kinds=kinds)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
@@ -99,6 +124,8 @@ def load(
         raise PlaybookError(
             f"playbook file is not UTF-8 text ({exc.reason})", location=Location(name)
         ) from None
+    except IsADirectoryError:
+        raise UsageError(f"'{name}' is a directory, not a playbook file (give its YAML files)") from None
     except OSError as exc:
         raise UsageError(f"cannot read playbook file '{name}': {exc.strerror or exc}") from None
     return parse(text, source=name, strict=strict, kinds=kinds)

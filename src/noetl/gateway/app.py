@@ -45,7 +45,7 @@ from noetl.store import auth, db
 log = logging.getLogger("noetl.gateway")
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-FORWARDED_HEADERS = ("content-type", "accept", "last-event-id", "x-request-id")
+FORWARDED_HEADERS = ("content-type", "accept", "last-event-id", "x-request-id", "traceparent", "tracestate")
 HOP_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "upgrade", "content-length"})
 
 

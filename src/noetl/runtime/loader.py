@@ -92,6 +92,12 @@ class Catalog:
             index.setdefault(playbook.name, file)
         return index
 
+    def has(self, path: str) -> bool:
+        """Whether a playbook in these directories has ``path`` as its path or name."""
+        if self._index is None:
+            self._index = self._scan()
+        return path in self._index or path.strip("/") in self._index
+
     def find(self, path: str) -> Playbook:
         """The playbook registered under ``path``; PlaybookError listing what is known otherwise."""
         if self._index is None:

@@ -38,6 +38,7 @@ from functools import partial
 from typing import Literal, cast
 
 from noetl.dsl import templates, views
+from noetl.dsl.budget import BudgetExceeded
 from noetl.dsl.model import JSON, Playbook, Rule, Step, Task
 from noetl.engine import policy
 from noetl.engine.policy import DEFAULT_MAX_TASK_RUNS
@@ -45,6 +46,7 @@ from noetl.errors import CredentialError, NoetlError, TemplateError, ToolError
 from noetl.runtime import scripts
 from noetl.runtime.credentials import Credential, CredentialStore, Keychain, Use, keychain_names
 from noetl.runtime.redact import Redactor
+from noetl.runtime.rendering import render_within
 from noetl.tools import registry
 from noetl.tools.base import Call, Services, check_config
 
@@ -105,6 +107,15 @@ def _ms_since(started: float) -> float:
     return (time.perf_counter() - started) * 1000.0
 
 
+def _exhausted(error: dict[str, JSON] | None, task: str, attempts: int) -> dict[str, JSON]:
+    """The last attempt's error, saying how many attempts ran before the retries gave up."""
+    runs = f"{attempts} attempt" + ("s" if attempts != 1 else "")
+    base = dict(error) if error else _error("policy", f"task '{task}': retry attempts exhausted")
+    base["message"] = f"{base.get('message', '')} (gave up after {runs})"
+    base["attempts"] = attempts
+    return base
+
+
 def _error(kind: str, message: str, retryable: bool = False) -> dict[str, JSON]:
     return {"kind": kind, "message": message, "retryable": retryable}
 
@@ -160,6 +171,8 @@ class _Command:
         self.failed_task: str | None = None
         self.lenient = lenient_templates(playbook, services)
         self.warnings: list[dict[str, JSON]] = []
+        self.effects = False
+        """A task other than a sub-playbook call ran: running the command again would repeat it."""
 
     # ---- control flow ------------------------------------------------------------------------------
 
@@ -187,8 +200,7 @@ class _Command:
                     await asyncio.sleep(policy.retry_delay(rule, attempt))
                     attempt += 1
                     continue
-                exhausted = _error("policy", f"task '{task.name}': retry attempts exhausted")
-                return self.fail(run.error or exhausted, task.name)
+                return self.fail(_exhausted(run.error, task.name, attempt), task.name)
             attempt = 1
             if action == "fail":
                 failed = _error("policy", f"task '{task.name}' failed by policy rule")
@@ -260,16 +272,24 @@ class _Command:
         data: JSON = None
         error: dict[str, JSON] | None = None
         details: Mapping[str, object] = {}
+        timeout = task.timeout if task.timeout is not None else self.step.timeout
+        deadline = None if timeout is None else time.monotonic() + timeout  # covers rendering too
+        where = f"step '{self.step.name}': {self._where(task)}"
         try:
             await self.prepare_keychain(task)
-            arguments = self.render_input(task)
+            arguments = await render_within(partial(self.render_input, task), deadline, f"{where}input")
             if arguments:
                 context = ChainMap({**arguments, "input": arguments}, self.scope)
             config = await scripts.resolve(
-                task.kind, self.render_config(task, context), self.services, self.step.name
+                task.kind,
+                await render_within(
+                    partial(self.render_config, task, context), deadline, f"{where}rendering the fields"
+                ),
+                self.services,
+                self.step.name,
             )
             credential = await self.credential(task, context)
-            data = await self.call_tool(task, config, arguments, credential)
+            data = await self.call_tool(task, config, arguments, credential, deadline)
         except asyncio.CancelledError:
             raise
         except ToolError as exc:
@@ -277,7 +297,7 @@ class _Command:
             details = exc.details
             error = {**cast("dict[str, JSON]", details), **_error(exc.kind, exc.message, exc.retryable)}
         except TemplateError as exc:
-            error = _template_error(exc)
+            error = _template_error(exc, self.step.name if isinstance(exc, BudgetExceeded) else None)
         except NoetlError as exc:
             error = _error(exc.kind, exc.message)
         except Exception as exc:  # a tool or store bug: still an error of this task, not of the runtime
@@ -338,7 +358,12 @@ class _Command:
         return f"task '{task.name}' " if self.step.pipeline else ""
 
     async def call_tool(
-        self, task: Task, config: dict[str, JSON], arguments: dict[str, JSON], credential: Credential | None
+        self,
+        task: Task,
+        config: dict[str, JSON],
+        arguments: dict[str, JSON],
+        credential: Credential | None,
+        deadline: float | None = None,
     ) -> JSON:
         tool = registry.get(task.kind)
         check_config(tool, config, step=self.step.name, task=task.name)
@@ -359,12 +384,16 @@ class _Command:
             timeout,
             self.services,
             self.playbook.path or "",
-            _plain_context(self.scope) if _wants_context(task, config) else None,
+            resumable=not self.effects,
+            context=_plain_context(self.scope) if _wants_context(task, config) else None,
         )
+        if task.kind not in REPLAYABLE_KINDS:
+            self.effects = True
         if timeout is None:
             return await tool.run(call)
+        remaining = timeout if deadline is None else max(deadline - time.monotonic(), 0.0)
         try:
-            return await asyncio.wait_for(tool.run(call), timeout)
+            return await asyncio.wait_for(tool.run(call), remaining)
         except TimeoutError:
             raise ToolError(
                 f"{self._where(task)}timed out after {timeout:g} s", error_kind="timeout", retryable=True
@@ -470,6 +499,8 @@ class _Command:
 
 
 _ABSENT = object()
+REPLAYABLE_KINDS = frozenset({"playbook"})
+"""Tool kinds a command may run again at no cost: a sub-playbook call attaches to its child."""
 
 
 TEMPLATE_UNDEFINED_KEY = "template_undefined"
@@ -490,13 +521,13 @@ def _render_fields(
     for key, value in fields.items():
         try:
             rendered[key] = cast(JSON, templates.render(value, context))
-        except TemplateError as exc:
-            raise TemplateError(f"{where}{noun} '{key}': {exc.message}", variable=exc.variable) from None
+        except TemplateError as exc:  # the same class: a budget error stays one
+            raise type(exc)(f"{where}{noun} '{key}': {exc.message}", variable=exc.variable) from None
     return rendered
 
 
-def _template_error(exc: TemplateError) -> dict[str, JSON]:
-    error = _error("template", exc.message)
+def _template_error(exc: TemplateError, step: str | None = None) -> dict[str, JSON]:
+    error = _error("template", f"step '{step}': {exc.message}" if step else exc.message)
     if exc.variable is not None:
         error["variable"] = exc.variable
     return error

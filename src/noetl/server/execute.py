@@ -12,9 +12,9 @@ execution is never dropped later for lack of room.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Header
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
@@ -25,6 +25,7 @@ from noetl.server.context import Server, ServerContext
 from noetl.server.problems import NotFound
 from noetl.store import backlog, catalog, events, executions
 from noetl.store.ports import CatalogEntry
+from noetl.telemetry import traces
 
 router = APIRouter(prefix="/api", tags=["executions"])
 
@@ -40,13 +41,22 @@ class ExecuteRequest(BaseModel):
 
 
 @router.post("/execute")
-async def execute(body: ExecuteRequest, server: Server) -> dict[str, Any]:
+async def execute(
+    body: ExecuteRequest, server: Server, traceparent: Annotated[str | None, Header()] = None
+) -> dict[str, Any]:
     entry = await _entry(server, body)
     payload = body.payload if body.payload is not None else body.workload
     await check_payload(server, entry, payload)
     await admit(server, entry)
+    async with server.pool.connection() as conn:  # parsed off the event loop (a big playbook takes a while)
+        playbook = await server.playbooks.get(conn, entry.catalog_id)
     execution_id = await server.orchestrator.start(
-        entry, payload, parent_execution_id=body.parent_execution_id, priority=body.priority
+        entry,
+        payload,
+        parent_execution_id=body.parent_execution_id,
+        priority=body.priority,
+        playbook=playbook,
+        lineage=traces.lineage(traceparent),
     )
     async with server.pool.connection() as conn:
         row = await executions.get(conn, execution_id)

@@ -133,6 +133,34 @@ async def lock(conn: Connection, execution_ids: Sequence[int]) -> builtins.list[
 
 
 @wrap
+async def lock_waiting(conn: Connection, execution_ids: Sequence[int]) -> builtins.list[ExecutionRow]:
+    """Lock ``execution_ids`` (any status) in id order, waiting for transactions that hold them: a
+    command's execution and the child it waits for, while the command is suspended."""
+    async with conn.cursor(row_factory=class_row(ExecutionRow)) as cur:
+        await cur.execute(Q["lock_waiting"], {"execution_ids": sorted(set(execution_ids))}, prepare=True)
+        return await cur.fetchall()
+
+
+@wrap
+async def hold_parent(conn: Connection, execution_id: int) -> tuple[str, bool, str | None] | None:
+    """Share-lock a parent execution until the transaction ends; its (status, cancel_requested,
+    cancel_reason), or None when it does not exist."""
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute(Q["hold_parent"], {"execution_id": execution_id}, prepare=True)
+        row = await cur.fetchone()
+    return None if row is None else (str(row[0]), bool(row[1]), row[2])
+
+
+@wrap
+async def age(conn: Connection, execution_id: int) -> tuple[str, float] | None:
+    """An execution's status and seconds since it was created (the database's clock), or None."""
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute(Q["age"], {"execution_id": execution_id}, prepare=True)
+        row = await cur.fetchone()
+    return None if row is None else (str(row[0]), float(row[1]))
+
+
+@wrap
 async def update(
     conn: Connection,
     execution_id: int,

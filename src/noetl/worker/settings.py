@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from typing import Final
 
 from noetl.errors import UsageError
+from noetl.tools.pychild import DEFAULT_MEMORY_MB as DEFAULT_PYTHON_MEMORY_MB
 
 ENVIRONMENT: Final = {
     "database_url": "NOETL_DATABASE_URL",
@@ -26,6 +27,7 @@ ENVIRONMENT: Final = {
     "worker_id": "NOETL_WORKER_ID",
     "name": "NOETL_WORKER_NAME",
     "python_workers": "NOETL_WORKER_PYTHON_WORKERS",
+    "python_memory_mb": "NOETL_WORKER_PYTHON_MEMORY_MB",
     "encryption_key_b64": "NOETL_ENCRYPTION_KEY",
     "encryption_key_file": "NOETL_ENCRYPTION_KEY_FILE",
     "decide": "NOETL_WORKER_DECIDE",
@@ -71,6 +73,8 @@ class WorkerSettings:
     """Shown in the runtime table; defaults to ``worker@<hostname>``."""
     python_workers: int | None = None
     """Size of the python tool's process pool (default: the number of CPUs)."""
+    python_memory_mb: int = DEFAULT_PYTHON_MEMORY_MB
+    """Address-space cap of each python child (a task's ``memory_mb`` overrides it for that task)."""
     encryption_key_b64: str | None = None
     """Base64 of the 32-byte key that decrypts stored credentials."""
     encryption_key_file: str | None = None
@@ -126,6 +130,7 @@ class WorkerSettings:
             raise UsageError(f"grace_seconds must be 0 or more, got {self.grace_seconds}")
         if self.python_workers is not None:
             _positive("python_workers", self.python_workers)
+        _positive("python_memory_mb", self.python_memory_mb)
         if self.python_scope_depth < 0:
             raise UsageError(f"python_scope_depth must be 0 or more, got {self.python_scope_depth}")
         if self.template_undefined not in ("strict", "lenient"):

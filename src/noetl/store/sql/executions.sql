@@ -39,6 +39,28 @@ WHERE execution_id = ANY(%(execution_ids)s::bigint[]) AND status = 'RUNNING'
 ORDER BY execution_id
 FOR UPDATE SKIP LOCKED
 
+-- name: lock_waiting
+-- A waiting command's execution and the child it waits for, locked in id order (as every pass
+-- locks), waiting for a pass that holds one: the child's end and the suspension are serialised.
+SELECT execution_id, catalog_id, path, status, parent_execution_id, payload, result, error,
+       last_event_id, cancel_requested, cancel_reason, created_at, updated_at, completed_at
+FROM noetl.execution
+WHERE execution_id = ANY(%(execution_ids)s::bigint[])
+ORDER BY execution_id
+FOR UPDATE
+
+-- name: hold_parent
+-- A child's start holds its parent (FOR SHARE) until it commits, so a cancellation of the parent
+-- either sees the child among its children or is seen here (then the child starts cancelled).
+SELECT status, cancel_requested, cancel_reason FROM noetl.execution
+WHERE execution_id = %(execution_id)s
+FOR SHARE
+
+-- name: age
+-- An execution's status and its age in seconds by the database's clock (a sub-playbook call's wait).
+SELECT status, extract(epoch FROM now() - created_at)::float8 FROM noetl.execution
+WHERE execution_id = %(execution_id)s
+
 -- name: update
 UPDATE noetl.execution
 SET status = %(status)s,
