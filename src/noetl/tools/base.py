@@ -75,6 +75,8 @@ class Call:
     resumable: bool = False
     """The command may end here and run again from its start (every task run before this call in
     the command was a sub-playbook call, which attaches to its child when run again)."""
+    context: Mapping[str, JSON] | None = None
+    """The task's render context as plain JSON, for tools that expose it (python's ``context``)."""
 
 
 @runtime_checkable
