@@ -23,7 +23,7 @@ import re
 from collections.abc import Collection, Iterator, Mapping
 from typing import cast
 
-from noetl.dsl import normalize, yamlload
+from noetl.dsl import catalogpath, normalize, yamlload
 from noetl.dsl.model import (
     JSON,
     TOOL_KINDS,
@@ -307,15 +307,14 @@ class _Builder:
         )
 
     def check_catalog_path(self, metadata: _Map) -> None:
-        """The catalog path (``metadata.path``, else ``name``) is a relative, slash-separated name:
-        no leading '/', no '..' or empty parts, no backslash - it addresses the catalog, never files."""
+        """The catalog path (``metadata.path``, else ``name``) follows :mod:`noetl.dsl.catalogpath`:
+        it addresses the catalog, never files, and has exactly one spelling."""
         key = "path" if metadata.get("path") else "name"
         path = str(metadata[key])
-        parts = path.split("/")
-        if path.startswith("/") or "\\" in path or ".." in parts or "" in parts:
+        wrong = catalogpath.problem(path)
+        if wrong is not None:
             raise self.error(
-                f"metadata.{key} '{path}' is not a valid catalog path: use a relative name of "
-                "slash-separated parts, without '..', empty parts, a leading '/' or backslashes",
+                f"metadata.{key} {path!r} is not a valid catalog path: {wrong} ({catalogpath.RULE})",
                 metadata,
                 key,
                 step=None,
