@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import yaml
@@ -36,7 +37,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from noetl import __version__
-from noetl.gateway import policy
+from noetl.gateway import policy, ui
 from noetl.gateway.identity import Authenticator, Unauthenticated
 from noetl.gateway.ratelimit import RateLimiter
 from noetl.gateway.settings import GatewaySettings
@@ -92,6 +93,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
         http = httpx.AsyncClient(base_url=settings.server_url.rstrip("/"), timeout=timeout)
         limiter = RateLimiter(settings.rate_per_second, settings.burst)
         app.state.gateway = Gateway(settings, pool, http, Authenticator(settings, pool), limiter)
+        app.state.ui_sessions = ui.Sessions()
         try:
             yield
         finally:
@@ -101,6 +103,8 @@ def create_app(settings: GatewaySettings) -> Starlette:
     routes = [
         Route("/health", health, methods=["GET"]),
         Route("/noetl/{path:path}", forward, methods=METHODS),
+        Route("/ui/session", ui_session, methods=["GET", "POST", "DELETE"]),
+        *ui.file_routes(),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
 
@@ -129,8 +133,16 @@ async def forward(request: Request) -> Response:
 
 
 async def _authenticate(gateway: Gateway, request: Request) -> policy.Principal:
+    headers: Mapping[str, str] = request.headers
+    session = ui.session_of(request, request.app.state.ui_sessions)
+    if session is not None:  # a UI session: its credential, and CSRF checks on actions
+        try:
+            ui.check_action(request, session)
+        except ui.SessionRefused as refused:
+            raise Refused(refused.status, refused.reason, refused.code) from None
+        headers = ui.credential_headers(session)
     try:
-        return await gateway.authenticator.principal(request.headers)
+        return await gateway.authenticator.principal(headers)
     except Unauthenticated as exc:
         raise Refused(
             401, exc.reason, "unauthenticated", {"WWW-Authenticate": 'Bearer realm="noetl"'}
@@ -236,10 +248,11 @@ async def _proxy(
     headers = {k: v for k, v in request.headers.items() if k in FORWARDED_HEADERS}
     if principal is not None:
         headers["x-noetl-principal"] = principal.name
+    query = policy.scoped_query(action, principal, list(request.query_params.multi_items()))
     upstream = gateway.http.build_request(
         request.method,
         "/api/" + request.path_params["path"],
-        params=str(request.query_params),
+        params=urlencode(query),
         content=body or None,
         headers=_service(headers, gateway.service_token()),
     )
@@ -265,7 +278,7 @@ def _filtered(body: object, patterns: tuple[str, ...]) -> object | None:
     """List answers keep only entries whose ``path`` the principal may see; a single entry it may
     not see gives None."""
     if isinstance(body, dict):
-        for key in ("executions", "entries"):
+        for key in ("executions", "entries", "children"):
             items = body.get(key)
             if isinstance(items, list):
                 body[key] = [
@@ -317,6 +330,49 @@ async def _audit(
             )
     except Exception:  # the audit store being down must not hide the answer; it is logged
         log.exception("could not write the audit event for %s %s", request.method, request.url.path)
+
+
+async def ui_session(request: Request) -> Response:
+    """Sign in (POST), who is signed in (GET), sign out (DELETE): see :mod:`noetl.gateway.ui`."""
+    gateway: Gateway = request.app.state.gateway
+    sessions: ui.Sessions = request.app.state.ui_sessions
+    action = policy.Action("session")
+    principal: policy.Principal | None = None
+    try:
+        if request.method == "POST":
+            client = request.client.host if request.client else "unknown"
+            _limit(gateway, policy.Principal(f"sign-in:{client}", "viewer"))
+            credential = ui.credential_from(_json(await _body(request, 65536)))
+            principal = await _as(gateway, {"authorization": f"Bearer {credential}"})
+            session_id, session = sessions.create(credential)
+            await _audit(gateway, request, principal, action, "allowed", "signed in to the UI", None)
+            response = JSONResponse(ui.signed_in(principal, session))
+            ui.set_cookie(response, request, session_id)
+            return response
+        current = sessions.get(request.cookies.get(ui.COOKIE))
+        if current is None:
+            raise Refused(401, "not signed in (or the session expired)", "unauthenticated")
+        if request.method == "DELETE":
+            ui.check_action(request, current)
+            sessions.drop(request.cookies.get(ui.COOKIE))
+            response = JSONResponse({"signed_out": True})
+            ui.clear_cookie(response, request)
+            return response
+        principal = await _as(gateway, ui.credential_headers(current))
+        return JSONResponse(ui.signed_in(principal, current))
+    except ui.SessionRefused as refused:
+        await _audit(gateway, request, principal, action, "denied", refused.reason, refused.status)
+        return problem(refused.status, refused.reason, refused.code)
+    except Refused as refused:
+        await _audit(gateway, request, principal, action, "denied", refused.reason, refused.status)
+        return problem(refused.status, refused.reason, refused.code, refused.headers)
+
+
+async def _as(gateway: Gateway, headers: Mapping[str, str]) -> policy.Principal:
+    try:
+        return await gateway.authenticator.principal(headers)
+    except Unauthenticated as exc:
+        raise Refused(401, exc.reason, "unauthenticated") from None
 
 
 def problem(status: int, reason: str, code: str, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -46,6 +46,8 @@ class Action:
     execution_id: str | None = None
     lookup: str | None = None  # "register" (YAML body), "execute" (path or catalog_id), "execution"
     filter_list: bool = False
+    scoped: bool = False
+    """The server filters the answer by ``path_glob``: the gateway sets it to the principal's paths."""
 
 
 def classify(method: str, path: str, query: Mapping[str, str]) -> Action:
@@ -57,9 +59,15 @@ def classify(method: str, path: str, query: Mapping[str, str]) -> Action:
         return Action("read") if method == "GET" and not reads_data else Action("admin")
     if method == "GET":
         if match:
-            return Action("read", execution_id=match[1], lookup="execution")
+            # the UI's snapshot lists children, which may run other playbooks: filtered too
+            listing = match[2] == "snapshot"
+            return Action("read", execution_id=match[1], lookup="execution", filter_list=listing)
         if path in ("executions", "catalog"):
             return Action("read", filter_list=True)
+        if path == "executions/search":  # the UI's list: exact pages for a restricted principal
+            return Action("read", filter_list=True, scoped=True)
+        if path == "executions/changes":  # the UI's change stream (SSE: cannot be filtered after)
+            return Action("read", scoped=True)
         if path.startswith(("queue", "events")):
             return Action("admin")
         return Action("read")
@@ -70,8 +78,10 @@ def classify(method: str, path: str, query: Mapping[str, str]) -> Action:
             return Action("read", filter_list=True)
         if path == "execute":
             return Action("execute", lookup="execute")
-        if match and match[2] == "cancel":
+        if match and match[2] in ("cancel", "rerun"):
             return Action("execute", execution_id=match[1], lookup="execution")
+        if path == "catalog/graph":  # the UI's graph of a catalog entry: the path is in the body
+            return Action("read", lookup="execute")
     return Action("admin")
 
 
@@ -101,3 +111,15 @@ def valid_catalog_path(path: str) -> bool:
     return (
         bool(path) and not path.startswith("/") and "\\" not in path and ".." not in parts and "" not in parts
     )
+
+
+def scoped_query(
+    action: Action, principal: Principal | None, query: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """The query to forward: for a ``scoped`` action of a principal limited to some paths, any
+    ``path_glob`` the caller sent is replaced by the principal's patterns."""
+    if not action.scoped or principal is None or "*" in principal.paths:
+        return query
+    kept = [(k, v) for k, v in query if k != "path_glob"]
+    patterns = principal.paths or ("",)  # no patterns: a glob no path matches
+    return [*kept, *(("path_glob", p) for p in patterns)]

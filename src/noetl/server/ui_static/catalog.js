@@ -5,6 +5,7 @@
 import { get, post, ApiError } from "./api.js";
 import { h, mount, notice, pre, field, clear } from "./dom.js";
 import { drawGraph } from "./graph.js";
+import { session } from "./app.js";
 
 export async function render(root, { path }) {
   return path ? renderOne(root, path) : renderList(root);
@@ -132,7 +133,7 @@ async function runForm(box, entry) {
   const form = h("form", { class: "card", id: "run" },
     h("p", { class: "muted small" }, schema ? "Fields from the playbook's input schema." : "Fields from the playbook's workload (its defaults)."),
     formFields, h("label", { class: "check" }, jsonMode, "JSON mode"), jsonArea,
-    h("div", {}, h("button", { type: "submit", class: "primary", id: "run-submit" }, `Run ${entry.path} v${entry.version}`)), message);
+    h("div", {}, h("button", { type: "submit", class: "primary", id: "run-submit", disabled: session.role === "viewer", title: session.role === "viewer" ? "viewers may not run playbooks" : null }, `Run ${entry.path} v${entry.version}`)), message);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     let payload;
@@ -165,12 +166,18 @@ export function highlightYaml(text) {
       out.append(key[1], h("span", { class: "y-key" }, key[2]), key[3]);
       rest = key[4];
     }
-    for (const part of rest.split(/(\{\{.*?\}\}|"(?:[^"\\]|\\.)*"|'[^']*'|\s#.*$)/)) {
-      if (!part) continue;
-      if (part.startsWith("{{")) out.append(h("span", { class: "y-template" }, part));
-      else if (part.startsWith('"') || part.startsWith("'")) out.append(h("span", { class: "y-string" }, part));
-      else if (/^\s#/.test(part)) out.append(h("span", { class: "y-comment" }, part));
-      else out.append(part);
+    for (const chunk of rest.split(/(\{\{.*?\}\})/)) {
+      if (!chunk) continue;
+      if (chunk.startsWith("{{")) {
+        out.append(h("span", { class: "y-template" }, chunk));
+        continue;
+      }
+      for (const part of chunk.split(/("(?:[^"\\]|\\.)*"|'[^']*'|\s#.*$)/)) {
+        if (!part) continue;
+        if (part.startsWith('"') || part.startsWith("'")) out.append(h("span", { class: "y-string" }, part));
+        else if (/^\s#/.test(part)) out.append(h("span", { class: "y-comment" }, part));
+        else out.append(part);
+      }
     }
     out.append("\n");
   }
