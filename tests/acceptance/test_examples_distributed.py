@@ -23,7 +23,9 @@ from support.cluster import Cluster, running_cluster, spawn, wait_until, workers
 
 @pytest.fixture(scope="module")
 def cluster(pg_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with running_cluster(pg_database, tmp_path_factory.mktemp("examples")) as running:
+    files = tmp_path_factory.mktemp("example-files")  # the file tool's root on the workers
+    env = {"NOETL_FILE_ROOTS": str(files)}
+    with running_cluster(pg_database, tmp_path_factory.mktemp("examples"), env=env) as running:
         args = ["worker", "start", "--pool", "gpu", "--resources", "gpu=1,memory_mb=8000", "--name", "gpu"]
         running.processes.append(spawn("worker-gpu", args, running.env, running.root))
         wait_until(lambda: workers_registered(running.url) >= 3, "the gpu worker")

@@ -130,6 +130,16 @@ def cli(gateway: str | None, api_key: str | None) -> None:
     show_envvar=True,
     help="Processes in the python tool pool [default: CPU count, at least 2].",
 )
+@click.option(
+    "--file-root",
+    "file_roots",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    envvar="NOETL_FILE_ROOTS",
+    show_envvar=True,
+    help="Directory the file tool may use (repeatable; the variable is ':'-separated) [default: the "
+    "working directory]. Distributed: set it on the workers.",
+)
 def run(
     playbook: str,
     sets: tuple[str, ...],
@@ -143,6 +153,7 @@ def run(
     server_url: str,
     max_parallel: int,
     python_workers: int | None,
+    file_roots: tuple[str, ...],
 ) -> None:
     """Run PLAYBOOK in this process (no server, no database), or with --runtime distributed on a server."""
     if runtime == "distributed":
@@ -174,6 +185,7 @@ def run(
         strict=strict,
         max_parallel=max_parallel,
         python_workers=python_workers,
+        file_roots=file_roots,
     )
     sys.exit(code)
 

@@ -185,8 +185,12 @@ def main(
     strict: bool,
     max_parallel: int,
     python_workers: int | None,
+    file_roots: tuple[str, ...] = (),
 ) -> int:
-    """Run one playbook; return the exit code (0 COMPLETED, 1 FAILED/CANCELLED)."""
+    """Run one playbook; return the exit code (0 COMPLETED, 1 FAILED/CANCELLED).
+
+    ``file_roots``: the directories the ``file`` tool may touch (default: the working directory).
+    """
     from pathlib import Path
 
     from noetl.runtime import loader
@@ -206,7 +210,17 @@ def main(
     reporter = Reporter(events_out, human=not as_json)
     try:
         execution = asyncio.run(
-            _execute(playbook, data, creds, catalog, reporter, max_parallel, python_workers, pool)
+            _execute(
+                playbook,
+                data,
+                creds,
+                catalog,
+                reporter,
+                max_parallel,
+                python_workers,
+                pool,
+                tool_settings(file_roots),
+            )
         )
     finally:
         if reporter.progress is not None:
@@ -240,6 +254,16 @@ def _early_python_pool(path: str, size: int | None) -> Any:
     return pool
 
 
+def tool_settings(file_roots: tuple[str, ...]) -> dict[str, Any]:
+    """What the integration tools read from ``Services.extras``: the file roots, made absolute."""
+    import os
+
+    from noetl.tools.file_tool import ROOTS_KEY
+
+    roots = [part for root in file_roots for part in root.split(os.pathsep) if part] or [os.getcwd()]
+    return {ROOTS_KEY: tuple(os.path.abspath(root) for root in roots)}
+
+
 def _open_events(path: str | None) -> IO[str] | None:
     if path is None:
         return None
@@ -258,6 +282,7 @@ async def _execute(
     max_parallel: int,
     python_workers: int | None,
     pool: Any,
+    extras: dict[str, Any] | None = None,
 ) -> Any:
     from noetl.engine.decide import Limits
     from noetl.runtime.local import LocalRuntime
@@ -270,6 +295,7 @@ async def _execute(
         python_pool_size=python_workers,
         python_pool=pool,
     ) as runtime:
+        runtime.services.extras.update(extras or {})
         runtime.warm_up(playbook)
         loop = asyncio.get_running_loop()
         try:

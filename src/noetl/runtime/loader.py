@@ -15,6 +15,7 @@ from pathlib import Path
 from noetl.dsl import parser
 from noetl.dsl.model import Playbook
 from noetl.errors import NoetlError, PlaybookError, ToolConfigError
+from noetl.runtime import inputs
 from noetl.tools import registry
 from noetl.tools.base import check_config
 
@@ -23,12 +24,14 @@ def load(path: str | os.PathLike[str], *, strict: bool = False) -> Playbook:
     """Parse the playbook at ``path`` and check its tasks; PlaybookError on any problem."""
     playbook = parser.load(path, strict=strict, kinds=registry.KINDS)
     check_tools(playbook)
+    inputs.check_explicit_schema(playbook)
     return playbook
 
 
 def parse(text: str, *, source: str | None = None, strict: bool = False) -> Playbook:
     playbook = parser.parse(text, source=source, strict=strict, kinds=registry.KINDS)
     check_tools(playbook)
+    inputs.check_explicit_schema(playbook)
     return playbook
 
 
@@ -37,7 +40,12 @@ def check_tools(playbook: Playbook) -> None:
     for step in playbook.workflow:
         for task in step.tool:
             try:
-                check_config(registry.get(task.kind), task.config, step=step.name, task=task.name)
+                tool = registry.get(task.kind)
+                check_config(tool, task.config, step=step.name, task=task.name)
+                if hasattr(tool, "config_model"):
+                    from noetl.tools import spec  # pydantic: only for tools that declare a model
+
+                    spec.check_values(tool, task.config, step=step.name, task=task.name)
             except ToolConfigError as exc:
                 where = task.field_locations.get(exc.field or "")
                 raise PlaybookError(

@@ -367,7 +367,7 @@ class _Command:
                 found = await self.store.get(name, self.use)
             self.credentials[name] = found
             self.redactor.add_data(found.get("data"))
-        return found
+        return found if "name" in found else {**found, "name": name}  # tools name it in errors
 
     def _keychain(self) -> Keychain | None:
         if self.keychain is None and self.playbook.keychain:

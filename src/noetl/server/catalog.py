@@ -10,17 +10,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from noetl.dsl.model import Playbook
 from noetl.errors import UsageError
-from noetl.runtime import loader
+from noetl.runtime import inputs, loader
 from noetl.server import views
-from noetl.server.context import Server
+from noetl.server.context import Server, ServerContext
 from noetl.server.problems import NotFound
 from noetl.store import catalog
+from noetl.store.ports import CatalogEntry
 
 router = APIRouter(prefix="/api/catalog", tags=["catalog"])
 
@@ -83,6 +86,49 @@ async def resource(body: ResourceRequest, server: Server) -> dict[str, Any]:
     if entry is None:
         raise NotFound(f"catalog entry {_describe(body)} not found")
     return views.catalog_entry(entry)
+
+
+@router.get("/{path:path}/schema")
+async def input_schema(path: str, server: Server, version: str | None = None) -> dict[str, Any]:
+    """The playbook's input JSON Schema (workload defaults, ``# ui:`` hints, ``metadata.input_schema``)."""
+    entry, playbook = await _playbook(server, path, version)
+    return {
+        "path": entry.path,
+        "version": entry.version,
+        "catalog_id": str(entry.catalog_id),
+        "schema": inputs.input_schema(playbook, entry.content),
+    }
+
+
+@router.get("/{path:path}/ui_schema")
+async def ui_schema(path: str, server: Server, version: str | None = None) -> dict[str, Any]:
+    """The same, in upstream's ``ui_schema`` shape (a run form's fields)."""
+    entry, playbook = await _playbook(server, path, version)
+    return {
+        "path": entry.path,
+        "version": entry.version,
+        "kind": entry.kind.lower(),
+        "title": playbook.name,
+        "description_markdown": playbook.description,
+        "exposed_in_ui": bool(playbook.metadata.get("exposed_in_ui", False)),
+        "fields": inputs.ui_fields(playbook, entry.content),
+        "generated_at": datetime.now(UTC).isoformat(),
+    }
+
+
+async def _playbook(server: ServerContext, path: str, version: str | None) -> tuple[CatalogEntry, Playbook]:
+    number: int | None = None
+    if version not in (None, "", "latest"):
+        try:
+            number = int(str(version))
+        except ValueError:
+            raise UsageError(f"version must be a number or 'latest', got {version!r}") from None
+    async with server.pool.connection() as conn:
+        entry = await catalog.get(conn, path=path.strip("/"), version=number)
+        if entry is None:
+            raise NotFound(f"playbook {path} version {number or 'latest'} not found in the catalog")
+        playbook = await server.playbooks.get(conn, entry.catalog_id)
+    return entry, playbook
 
 
 def playbook_text(content: str) -> str:

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 
 from noetl.engine import events as ev
 from noetl.errors import UsageError
-from noetl.runtime import placement
+from noetl.runtime import inputs, placement
 from noetl.server.context import Server, ServerContext
 from noetl.server.problems import NotFound
 from noetl.store import backlog, catalog, events, executions
@@ -42,8 +42,9 @@ class ExecuteRequest(BaseModel):
 @router.post("/execute")
 async def execute(body: ExecuteRequest, server: Server) -> dict[str, Any]:
     entry = await _entry(server, body)
-    await admit(server, entry)
     payload = body.payload if body.payload is not None else body.workload
+    await check_payload(server, entry, payload)
+    await admit(server, entry)
     execution_id = await server.orchestrator.start(
         entry, payload, parent_execution_id=body.parent_execution_id, priority=body.priority
     )
@@ -58,6 +59,13 @@ async def execute(body: ExecuteRequest, server: Server) -> dict[str, Any]:
         "catalog_id": str(entry.catalog_id),
         "commands_generated": len(issued),
     }
+
+
+async def check_payload(server: ServerContext, entry: CatalogEntry, payload: dict[str, Any] | None) -> None:
+    """422 naming the field when the payload does not fit the playbook's input schema."""
+    async with server.pool.connection() as conn:
+        playbook = await server.playbooks.get(conn, entry.catalog_id)
+    inputs.validate_payload(playbook, payload, entry.content)
 
 
 async def admit(server: ServerContext, entry: CatalogEntry) -> None:

@@ -17,9 +17,10 @@ A tool may declare, next to the ``kind``/``config_fields``/``required_fields``/`
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cache
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from noetl.dsl.model import JSON
 from noetl.errors import ToolConfigError
@@ -135,3 +136,32 @@ def describe(tool: Tool, *, version: str, provider: str) -> dict[str, JSON]:
         "result": getattr(tool, "result", None) or {"type": "object"},
         "example": str(getattr(tool, "example", "") or ""),
     }
+
+
+def check_values(tool: Tool, config: Mapping[str, JSON], *, step: str, task: str) -> None:
+    """Load-time check of the fields that are not templates against the tool's model, field by field.
+
+    A value such as ``operation: rename`` where the model allows ``read | write | ...`` fails when
+    the playbook is loaded, not when the step runs; template strings are left for run time.
+    """
+    model = getattr(tool, "config_model", None)
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return
+    for name, value in config.items():
+        info = model.model_fields.get(name)
+        if info is None or (isinstance(value, str) and ("{{" in value or "{%" in value)):
+            continue
+        try:
+            _adapter(model, name).validate_python(value)
+        except ValidationError as exc:
+            raise ToolConfigError(
+                f"field '{name}' of tool kind '{tool.kind}' in task '{task}': {exc.errors()[0]['msg']}",
+                step=step,
+                field=name,
+            ) from None
+
+
+@cache
+def _adapter(model: type[BaseModel], name: str) -> TypeAdapter[Any]:
+    annotation: Any = model.model_fields[name].annotation
+    return TypeAdapter(annotation)

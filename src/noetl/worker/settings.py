@@ -38,6 +38,7 @@ ENVIRONMENT: Final = {
     "log_format": "NOETL_LOG_FORMAT",
     "metrics_push_url": "NOETL_METRICS_PUSH_URL",
     "metrics_push_interval": "NOETL_METRICS_PUSH_INTERVAL",
+    "file_roots": "NOETL_FILE_ROOTS",
 }
 """Field name -> environment variable read by :meth:`WorkerSettings.from_env`."""
 
@@ -103,6 +104,8 @@ class WorkerSettings:
     python_scope_depth: int = 1
     """How many leading segments of a playbook's catalog path make the scope a python child serves
     (``finance/reports/daily`` with 1: ``finance``); 0 lets every playbook share the children."""
+    file_roots: str = ""
+    """Directories the ``file`` tool may use, ``:``-separated (none: the tool refuses every path)."""
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -200,3 +203,9 @@ def _convert(name: str, annotation: str, raw: str, variable: str) -> object:
     except ValueError:
         raise UsageError(f"{variable}={raw!r} is not a valid {annotation.split(' ')[0]}") from None
     return raw
+
+
+def tool_extras(settings: WorkerSettings) -> dict[str, object]:
+    """What the integration tools read from ``Services.extras`` on this worker (the file roots)."""
+    roots = tuple(os.path.abspath(part) for part in settings.file_roots.split(os.pathsep) if part)
+    return {"file_roots": roots}

@@ -54,7 +54,7 @@ from noetl.worker.credentials import StoreCredentials, cipher_from
 from noetl.worker.database import Database, DatabaseUnavailable
 from noetl.worker.playbooks import Playbooks
 from noetl.worker.reporter import Reporter
-from noetl.worker.settings import WorkerSettings
+from noetl.worker.settings import WorkerSettings, tool_extras
 
 log = logging.getLogger("noetl.worker")
 
@@ -104,7 +104,7 @@ class Worker:
         self.python_pool = PythonPool(
             size=settings.python_workers, spin_seconds=settings.python_spin_seconds, sandbox=self.sandbox
         )
-        self.extras: dict[str, Any] = {}
+        self.extras: dict[str, Any] = tool_extras(settings)
         self.metrics = WorkerMetrics()
         self.runner = CommandRunner(
             Playbooks(self.database),
