@@ -5,6 +5,7 @@ from a step), and the UI files with their content security policy."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import httpx
@@ -183,6 +184,7 @@ def test_change_stream_reports_new_and_finished_executions(ui_cluster: UiCluster
         lines = response.iter_lines()
         assert next(lines) == "event: hello"
         execution_id = ui_cluster.execute("ops/ui_hello")
+        deadline = time.monotonic() + 60
         statuses: list[str] = []
         name = ""
         for line in lines:
@@ -193,8 +195,9 @@ def test_change_stream_reports_new_and_finished_executions(ui_cluster: UiCluster
                     assert item["path"].startswith("ops/")
                     if item["execution_id"] == execution_id:
                         statuses.append(item["status"])
-                if "COMPLETED" in statuses:
+                if set(statuses) & {"COMPLETED", "FAILED", "CANCELLED"}:
                     break
+            assert time.monotonic() < deadline, f"no final status for {execution_id} within 60 s"
     assert statuses[-1] == "COMPLETED"
 
 

@@ -337,3 +337,19 @@ def test_operations_page(ui: UI, keys: dict[str, str], ui_cluster: UiCluster) ->
     expect(ui.page.locator("#workers tbody tr")).to_have_count(1)
     expect(ui.page.locator("#ops-queue")).not_to_contain_text("Could not load")
     ui.shot("operations")
+
+
+def test_the_run_form_follows_the_input_schema(ui: UI, keys: dict[str, str], ui_cluster: UiCluster) -> None:
+    ui.sign_in(keys["operator"])
+    ui.go("#/catalog/ops%2Fui_hello")
+    form = ui.page.locator("#run")
+    expect(form).to_contain_text("Fields from the playbook's input schema.")
+    form.locator('select[name="tone"]').select_option(label="loud")
+    form.locator('input[name="name"]').fill("browser")
+    form.locator("#run-submit").click()
+    ui.page.wait_for_url("**/ui/#/executions/*")
+    expect(ui.page.locator("#exec-status .badge")).to_have_text("COMPLETED")
+    row = ui_cluster.wait(ui.execution_id())
+    assert row["payload"] == {"name": "browser", "tone": "loud"}
+    ui.node("start").click()
+    expect(ui.page.locator("#step-detail pre.result").first).to_contain_text("HELLO BROWSER")
