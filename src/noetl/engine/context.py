@@ -10,6 +10,7 @@ Contexts are snapshots: a command's context never changes after it was built.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from noetl.dsl import templates, views
@@ -48,14 +49,20 @@ class EventName(str):
     __hash__ = str.__hash__
 
 
-def base(state: State) -> dict[str, Any]:
-    """Variables, step results and ids of the execution, as a fresh dict."""
+def base(state: State, reads: Collection[str] | None = None) -> dict[str, Any]:
+    """Variables, step results and ids of the execution, as a fresh dict; with ``reads``, only the
+    results of those steps (what one step's templates can name: :meth:`Graph.reads`), so that the
+    cost of a context, and of a command carrying it, does not grow with the steps already run."""
     variables = dict(state.variables)
     ctx: dict[str, Any] = dict(variables)
     ctx["workload"] = variables
     ctx["ctx"] = variables
     ctx["vars"] = variables
-    views = {name: templates.result_view(result) for name, result in state.results.items()}
+    results = state.results
+    if reads is None:
+        views = {name: templates.result_view(result) for name, result in results.items()}
+    else:
+        views = {name: templates.result_view(results[name]) for name in reads if name in results}
     ctx.update(views)
     ctx["steps"] = views
     ctx["execution_id"] = state.execution_id

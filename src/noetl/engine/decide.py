@@ -165,7 +165,7 @@ class _Decider:
         self.limits = limits
         self.graph: Graph = graph_of(playbook)
         self.out = Decision()
-        self._base: dict[str, Any] | None = None
+        self._bases: dict[str | None, dict[str, Any]] = {}
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -176,12 +176,17 @@ class _Decider:
         if name in (ev.CTX_UPDATED, ev.LOOP_DONE, ev.STEP_FAILED) or (
             name == ev.COMMAND_COMPLETED or name == ev.COMMAND_FAILED
         ):
-            self._base = None
+            self._bases.clear()
 
-    def base(self) -> dict[str, Any]:
-        if self._base is None:
-            self._base = rctx.base(self.s)
-        return self._base
+    def base(self, step: str | None = None) -> dict[str, Any]:
+        """The render context of ``step``'s templates: only the results it can name
+        (:meth:`Graph.reads`), so a step's cost does not grow with the steps run before it."""
+        reads = self.graph.reads(step) if step is not None else None
+        key = None if reads is None else step
+        found = self._bases.get(key)
+        if found is None:
+            found = self._bases[key] = rctx.base(self.s, reads)
+        return found
 
     def warn(self, step: str, template: str, exc: TemplateError) -> None:
         self.emit(ev.TEMPLATE_WARNING, step, template=template, message=str(exc.message))
@@ -198,7 +203,7 @@ class _Decider:
         elif name in (ev.COMMAND_COMPLETED, ev.COMMAND_FAILED):
             cmd = self.s.commands.get(event.command_id or "")
             apply(self.s, event)
-            self._base = None
+            self._bases.clear()
             if cmd is None:
                 return  # duplicate terminal event: recorded once already
             self.command_finished(cmd.step, cmd.index)
@@ -212,11 +217,13 @@ class _Decider:
         self.settle()
 
     def cancel(self, reason: str) -> None:
+        running = list(dict.fromkeys(cmd.step for cmd in self.s.commands.values()))
         for command_id, cmd in list(self.s.commands.items()):
             self.emit(ev.COMMAND_CANCELLED, cmd.step, command_id, reason=reason)
         self.emit(
             ev.PLAYBOOK_CANCELLED,
-            error={"step": None, "kind": "cancelled", "message": reason},
+            # the step (or steps) it stopped in; None when nothing was running
+            error={"step": ", ".join(running) or None, "kind": "cancelled", "message": reason},
             final_result=self.final_result(),
         )
 
@@ -276,7 +283,7 @@ class _Decider:
     def step_finished(self, step: Step, ok: bool, event_name: str) -> None:
         st = self.s.steps[step.name]
         output = rctx.envelope(ok, self.s.results.get(step.name), st.output_error)
-        ctx = rctx.routing(self.base(), step.name, event_name, output, self.now)
+        ctx = rctx.routing(self.base(step.name), step.name, event_name, output, self.now)
         if ok and step.set:
             try:
                 values = templates.render(dict(step.set), ctx)
@@ -285,7 +292,7 @@ class _Decider:
                 return
             assert isinstance(values, dict)
             self.emit(ev.CTX_UPDATED, step.name, values=strip_scope(values), source="step")
-            ctx = rctx.routing(self.base(), step.name, event_name, output, self.now)
+            ctx = rctx.routing(self.base(step.name), step.name, event_name, output, self.now)
         self.route(step, ok, ctx, st.output_error)
 
     def unhandled(self, step: str, error: dict[str, Any]) -> None:
@@ -381,7 +388,7 @@ class _Decider:
         self.enter(step)
 
     def admitted(self, step: Step) -> bool:
-        ctx = self.base()
+        ctx = self.base(step.name)
         for rule in step.admit:
             if rule.when is None:
                 return rule.allow
@@ -396,7 +403,7 @@ class _Decider:
         """Skip chain: continue through the skipped step's first matching arc."""
         if step.next is None:
             return
-        ctx = self.base()
+        ctx = self.base(step.name)
         for arc in step.next.arcs:
             try:
                 match = arc.when is None or templates.truthy(templates.evaluate(arc.when, ctx))
@@ -431,7 +438,7 @@ class _Decider:
                 return True
             if status in TERMINAL_STEP:
                 continue
-            if any(up in self.graph.reach[name] for name in live):
+            if any(self.graph.reaches(name, up) for name in live):
                 return True
         return False
 
@@ -464,7 +471,7 @@ class _Decider:
 
     def loop_items(self, step: Step) -> list[Any]:
         assert step.loop is not None
-        raw = templates.render(step.loop.in_, self.base())
+        raw = templates.render(step.loop.in_, self.base(step.name))
         if isinstance(raw, list):
             return raw
         if isinstance(raw, dict):
@@ -486,7 +493,7 @@ class _Decider:
         if raw is None:
             return max(1, min(total, self.limits.max_parallel))
         if isinstance(raw, str):
-            raw = templates.render(raw, self.base())
+            raw = templates.render(raw, self.base(step.name))
         try:
             value = int(raw)
         except (TypeError, ValueError):
@@ -502,11 +509,13 @@ class _Decider:
     def issue(self, step: Step, index: int | None) -> None:
         command_id = f"{self.s.execution_id}:{self.s.command_seq + 1}"
         if index is None:
-            ctx = dict(self.base())
+            ctx = dict(self.base(step.name))
         else:
             loop = self.s.steps[step.name].loop
             assert loop is not None and step.loop is not None
-            ctx = rctx.iteration(self.base(), step.loop.iterator, loop.items[index], index, loop.total)
+            ctx = rctx.iteration(
+                self.base(step.name), step.loop.iterator, loop.items[index], index, loop.total
+            )
         self.emit(ev.COMMAND_ISSUED, step.name, command_id, index=index, attempt=1)
         self.out.commands.append(
             ev.Command(command_id, self.s.execution_id, step.name, ctx, index, 1, step.priority)
@@ -517,7 +526,11 @@ class _Decider:
     def settle(self) -> None:
         """Dispatch armed steps whose barrier opened; end the execution when nothing is left."""
         while not self.s.failures:
-            waiting = [n for n, st in self.s.steps.items() if st.armed and st.status in (PENDING, SKIPPED)]
+            steps = self.s.steps
+            waiting = sorted(
+                (n for n in self.s.armed if steps[n].status in (PENDING, SKIPPED)),
+                key=lambda n: steps[n].order,
+            )
             ready = [n for n in waiting if not self.blocked(n)]
             if not ready and waiting and not self.s.commands:
                 ready = waiting[:1]  # nothing can open the barrier any more; run rather than hang
@@ -527,10 +540,7 @@ class _Decider:
                 self.enter_armed(name)
         if self.s.commands or self.s.terminal:
             return
-        if (
-            any(st.armed and st.status in (PENDING, SKIPPED) for st in self.s.steps.values())
-            and not self.s.failures
-        ):
+        if any(self.s.steps[n].status in (PENDING, SKIPPED) for n in self.s.armed) and not self.s.failures:
             return
         if self.s.failures:
             self.emit(ev.PLAYBOOK_FAILED, error=self.s.failures[0], final_result=self.final_result())

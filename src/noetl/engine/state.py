@@ -12,6 +12,7 @@ What each event does to the state:
 ``step.enter``              step RUNNING (run count + 1); a loop step gets its items and counters
 ``command.issued``          the command is in flight (loop: next index to dispatch moves on)
 ``call.done``/``call.error`` the outcome is attached to the in-flight command (first one wins)
+``call.waiting``            the in-flight command waits (``waiting``: what for); it holds no slot
 ``command.completed|failed`` the command leaves flight; its outcome is recorded: variables written
                             by tasks, the step's result and status (loop: the iteration's result)
 ``command.cancelled``       the command leaves flight, nothing recorded; a running step with no
@@ -81,6 +82,8 @@ class StepState:
     output_error: dict[str, Any] | None = None
     done_seq: int = 0
     loop: LoopState | None = None
+    order: int = 0
+    """When the step first appeared in the state (the order :attr:`State.steps` keeps)."""
 
     def copy(self) -> StepState:
         loop = self.loop
@@ -106,6 +109,7 @@ class StepState:
             self.output_error,
             self.done_seq,
             loop,
+            self.order,
         )
 
 
@@ -116,6 +120,8 @@ class InFlight:
     step: str
     index: int | None
     outcome: dict[str, Any] | None = None
+    waiting: dict[str, Any] | None = None
+    """What the command waits for since its last ``call.waiting`` (``{kind, execution_id, ...}``)."""
 
 
 @dataclass(slots=True)
@@ -141,6 +147,9 @@ class State:
     last_event_id: int = 0
     priority: int | None = None
     """The execute request's ``priority`` (``playbook.initialized``), None when it gave none."""
+    armed: dict[str, None] = field(default_factory=dict)
+    """The steps whose ``armed`` is set, so that settling looks at those only, not at every step
+    that ran (a chain of 10,000 steps; issue 17)."""
 
     @property
     def terminal(self) -> bool:
@@ -149,7 +158,7 @@ class State:
     def step(self, name: str) -> StepState:
         st = self.steps.get(name)
         if st is None:
-            st = self.steps[name] = StepState()
+            st = self.steps[name] = StepState(order=len(self.steps))
         return st
 
     def fork(self) -> State:
@@ -178,6 +187,7 @@ class State:
             self.event_count,
             self.last_event_id,
             self.priority,
+            dict(self.armed),
         )
 
 
@@ -220,6 +230,7 @@ def _step_enter(state: State, e: ev.Event) -> None:
     st.status = RUNNING
     st.runs += 1
     st.armed = False
+    state.armed.pop(e.step, None)
     st.error = None
     st.output_error = None
     loop = e.data.get("loop")
@@ -248,6 +259,12 @@ def _call_outcome(state: State, e: ev.Event) -> None:
     if cmd is not None and cmd.outcome is None:
         cmd.outcome = dict(e.data)
         cmd.outcome["ok"] = e.name == ev.CALL_DONE
+
+
+def _call_waiting(state: State, e: ev.Event) -> None:
+    cmd = state.commands.get(e.command_id or "")
+    if cmd is not None and cmd.outcome is None:
+        cmd.waiting = dict(e.data.get("wait") or {})
 
 
 def _command_terminal(state: State, e: ev.Event) -> None:
@@ -305,11 +322,13 @@ def _step_skipped(state: State, e: ev.Event) -> None:
     st = state.step(e.step)
     st.status = SKIPPED
     st.armed = False
+    state.armed.pop(e.step, None)
 
 
 def _next_evaluated(state: State, e: ev.Event) -> None:
     for target in e.data.get("fired") or ():
         state.step(target).armed = True
+        state.armed[target] = None
     unhandled = e.data.get("unhandled")
     if unhandled:
         state.failures.append(dict(unhandled))
@@ -349,6 +368,7 @@ _HANDLERS = {
     ev.COMMAND_ISSUED: _command_issued,
     ev.CALL_DONE: _call_outcome,
     ev.CALL_ERROR: _call_outcome,
+    ev.CALL_WAITING: _call_waiting,
     ev.COMMAND_COMPLETED: _command_terminal,
     ev.COMMAND_FAILED: _command_terminal,
     ev.COMMAND_CANCELLED: _command_terminal,

@@ -163,13 +163,16 @@ async def changes(
 
 
 @router.get("/{execution_id}/snapshot")
-async def snapshot(execution_id: int, server: Server) -> dict[str, Any]:
+async def snapshot(execution_id: int, request: Request, server: Server) -> dict[str, Any]:
     async with server.pool.connection() as conn:
         row = await _row(conn, execution_id)
         playbook = await _playbook(server, conn, row)
         counts = await browse.step_counts(conn, execution_id)
         first = await browse.first_event(conn, execution_id)
-        children = await browse.search(conn, browse.Filters(parent=execution_id), cursor=None, limit=200)
+        globs = visible_globs(request, None)  # children may run playbooks of other paths
+        children = await browse.search(
+            conn, browse.Filters(parent=execution_id, globs=globs), cursor=None, limit=200
+        )
         stalled = await execution_api._stalled(conn, execution_id) if row.status == "RUNNING" else []
         entry = await catalog.get(conn, catalog_id=row.catalog_id) if row.catalog_id is not None else None
     return {
@@ -319,7 +322,9 @@ def _step_definition(playbook: Playbook, name: str) -> dict[str, Any] | None:
 
 
 @router.post("/{execution_id}/rerun")
-async def rerun(execution_id: int, server: Server, body: RerunRequest | None = None) -> dict[str, Any]:
+async def rerun(
+    execution_id: int, server: Server, http: Request, body: RerunRequest | None = None
+) -> dict[str, Any]:
     """Start the execution again: same catalog entry (same version), same inputs. With
     ``from_step``, the new execution starts at that step and the steps before it do not run: their
     results and the variables as they stood when the original first entered that step are carried
@@ -336,7 +341,9 @@ async def rerun(execution_id: int, server: Server, body: RerunRequest | None = N
         if request.from_step:
             playbook = await server.playbooks.get(conn, row.catalog_id)
             lineage["resume"] = await resume_from(conn, playbook, execution_id, request.from_step)
-    new_id = await server.orchestrator.start(entry, row.payload, lineage=lineage)
+    new_id = await server.orchestrator.start(
+        entry, row.payload, lineage=lineage, principal=auth.recorded(http)
+    )
     return {
         "execution_id": str(new_id),
         "rerun_of": str(execution_id),

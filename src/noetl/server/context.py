@@ -1,5 +1,5 @@
 """What request handlers share: the settings, the connection pool, the orchestrator, the cipher,
-a cache of parsed playbooks.
+a cache of parsed playbooks, and one of folded execution states.
 
 The lifespan (``noetl.server.app``) builds one :class:`ServerContext` and keeps it on
 ``app.state``; handlers receive it through the :data:`Server` dependency.
@@ -7,13 +7,14 @@ The lifespan (``noetl.server.app``) builds one :class:`ServerContext` and keeps 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 from psycopg_pool import AsyncConnectionPool
 
 from noetl.runtime.orchestration import Orchestrator
+from noetl.server.folds import Folds
 from noetl.server.playbooks import PlaybookCache
 from noetl.server.settings import ServerSettings
 from noetl.store.crypto import Cipher
@@ -31,6 +32,8 @@ class ServerContext:
     playbooks: PlaybookCache
     exporter: Exporter | None = None
     """The event exporter when a sink is configured (``NOETL_EXPORT_CLICKHOUSE_URL``)."""
+    folds: Folds = field(default_factory=Folds)
+    """Execution states folded for the status API, folded on as events arrive."""
 
 
 def server_context(request: Request) -> ServerContext:

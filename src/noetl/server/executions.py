@@ -8,7 +8,6 @@ execution's log (the same ``fold`` as the orchestrator), so they never disagree 
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -117,11 +116,10 @@ async def event_page(
 async def status(execution_id: int, server: Server) -> dict[str, Any]:
     async with server.pool.connection() as conn:
         row = await _row(conn, execution_id)
-        log = await events.read(conn, execution_id)
+        state = await server.folds.state(conn, execution_id)
         playbook = await server.playbooks.get(conn, row.catalog_id) if row.catalog_id is not None else None
         result = await results.hydrate_stored(conn, row.result)
         stalled = await _stalled(conn, execution_id) if row.status == "RUNNING" else []
-    state = await asyncio.to_thread(st.fold, log)
     total = len(playbook.workflow) if playbook is not None else len(state.steps)
     return {
         "execution_id": str(execution_id),
@@ -137,7 +135,7 @@ async def status(execution_id: int, server: Server) -> dict[str, Any]:
         # The Python reference server's fields, read by older clients (REFERENCE §7).
         "completed_steps": list(state.executed),
         "completion_inferred": False,
-        "variables": state.variables,
+        "variables": dict(state.variables),
         "start_time": views.timestamp(row.created_at),
         "end_time": views.timestamp(row.completed_at),
         "duration_seconds": _duration(row),

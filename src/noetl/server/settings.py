@@ -126,6 +126,10 @@ class ServerSettings:
     """Events per export batch."""
     export_interval: float = 1.0
     """Seconds between export polls once the sink has caught up."""
+    otlp_traces: bool = False
+    """Send the spans of ended executions over OTLP/HTTP: on when ``OTEL_EXPORTER_OTLP_ENDPOINT`` or
+    ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is set (and ``OTEL_TRACES_EXPORTER`` is not ``none``, nor
+    ``OTEL_SDK_DISABLED`` true). The SDK reads the other ``OTEL_*`` variables itself."""
 
     def __post_init__(self) -> None:
         for part in (p.strip() for p in self.queue_depth_by_pool.split(",") if p.strip()):
@@ -145,7 +149,17 @@ class ServerSettings:
             if raw is None or raw == "":
                 continue
             values[name] = _convert(name, var, raw)
+        values["otlp_traces"] = otlp_enabled(env)
         return cls(**values)  # type: ignore[arg-type]
+
+
+def otlp_enabled(env: Mapping[str, str]) -> bool:
+    """Whether the standard OpenTelemetry variables ask for OTLP traces."""
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    if env.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
+        return False
+    return bool(env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
 
 
 def _convert(name: str, var: str, raw: str) -> object:

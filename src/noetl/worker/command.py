@@ -26,7 +26,7 @@ from noetl.runtime.report import outcome_events
 from noetl.runtime.runner import Outcome, run_command
 from noetl.store.ports import Lease
 from noetl.telemetry.metrics import WorkerMetrics
-from noetl.tools.base import ChildRunner, Services
+from noetl.tools.base import ChildRunner, Services, Suspended
 from noetl.tools.sandbox import Sandbox
 from noetl.worker.playbooks import Playbooks
 
@@ -40,6 +40,9 @@ class Finished:
     lease: Lease
     ok: bool
     events: list[dict[str, Any]]
+    wait: dict[str, Any] | None = None
+    """Set when the run ended waiting (a sub-playbook call): what for; ``events`` is then empty and
+    the command is parked instead of reported (``Orchestrator.suspend``)."""
 
 
 def log_fields(lease: Lease) -> dict[str, object]:
@@ -76,7 +79,17 @@ class CommandRunner:
 
     async def run(self, lease: Lease) -> Finished:
         started = time.perf_counter()
-        outcome = await self._outcome(lease)
+        try:
+            outcome = await self._outcome(lease)
+        except Suspended as waiting:
+            log.debug(
+                "command waits for %s, execution_id=%s command_id=%s",
+                waiting.wait,
+                lease.execution_id,
+                lease.command_id,
+                extra=log_fields(lease),
+            )
+            return Finished(lease, True, [], waiting.wait)
         seconds = time.perf_counter() - started
         _log_done(lease, outcome, seconds * 1000)
         if self._metrics is not None:

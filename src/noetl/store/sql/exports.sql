@@ -102,3 +102,10 @@ SELECT count(*) AS executions,
        count(*) FILTER (WHERE status = 'CANCELLED') AS cancelled,
        count(*) FILTER (WHERE status = 'RUNNING') AS running
 FROM noetl.execution WHERE path = %(path)s AND created_at >= %(since)s
+
+-- name: execution_info
+SELECT execution_id, path, catalog_id, parent_execution_id, parent_key
+FROM noetl.execution WHERE execution_id = %(execution_id)s
+
+-- name: command_rows
+SELECT command_id, pool, worker_id, attempt FROM noetl.command WHERE command_id = ANY(%(command_ids)s)
