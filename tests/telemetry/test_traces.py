@@ -46,6 +46,9 @@ workflow:
     next: {arcs: [{step: call}]}
   - step: call
     tool: {kind: playbook, path: tel/child, input: {x: 1}}
+    next: {arcs: [{step: ping}]}
+  - step: ping
+    tool: {kind: http, method: GET, url: "{{ ping_url }}"}
 """
 CHILD = """
 apiVersion: noetl.io/v2
@@ -62,6 +65,7 @@ class Receiver:
 
     def __init__(self) -> None:
         self.spans: list[dict[str, Any]] = []
+        self.traceparents: list[str | None] = []  # of the GETs an http step sent here
         self.lock = threading.Lock()
         receiver = self
 
@@ -77,6 +81,13 @@ class Receiver:
                 self.send_response(200)
                 self.send_header("content-type", "application/x-protobuf")
                 self.end_headers()
+
+            def do_GET(self) -> None:
+                receiver.traceparents.append(self.headers.get("traceparent"))
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.end_headers()
+                self.wfile.write(b"{}")
 
             def log_message(self, *args: object) -> None:
                 return None
@@ -135,7 +146,7 @@ def test_one_execution_and_its_sub_playbook_are_one_tree_under_the_caller(
             )
         started = api.post(
             "/api/execute",
-            json={"path": "tel/traced"},
+            json={"path": "tel/traced", "payload": {"ping_url": receiver.url.replace("/v1/traces", "/ping")}},
             headers={"traceparent": f"00-{TRACE_ID}-{CALLER_SPAN}-01"},
         )
         assert started.status_code == 200, started.text
@@ -168,6 +179,10 @@ def test_one_execution_and_its_sub_playbook_are_one_tree_under_the_caller(
     assert all(c["attributes"]["noetl.worker_id"] for c in commands)
     attempts = [s for s in spans if s["name"].startswith("attempt ") and by_id[s["parent"]] in commands]
     assert len(attempts) == 2
+
+    # The http step's request carried the trace, with its command's span as the parent.
+    (ping,) = [s for s in spans if s["name"] == "command ping"]
+    assert receiver.traceparents == [f"00-{TRACE_ID}-{ping['span_id']}-01"]
 
 
 def test_without_otel_variables_nothing_is_exported(pg_database: str, tmp_path: Path) -> None:

@@ -82,6 +82,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         version=__version__,
         summary="Orchestrator server: catalog, executions, events, workers, credentials, replay.",
         lifespan=_lifespan(settings),
+        redirect_slashes=False,  # a 307 to "path/" would name the server's own address
         docs_url=None,  # apidocs serves /docs with local assets (the default page loads a CDN)
         redoc_url=None,
     )
