@@ -174,14 +174,14 @@ class PlaybookIndex:
         from noetl.runtime import loader
 
         files: dict[str, Path] = {}
-        for directory in self.directories:
-            for file in sorted(directory.glob("*.y*ml")):
-                try:
-                    playbook = loader.load(file)
-                except NoetlError:
-                    continue  # not a playbook, or a broken one: it cannot be the one asked for
-                files.setdefault(playbook.path, file.resolve())
-                files.setdefault(playbook.name, file.resolve())
+        # the first directory is the playbook's own (searched flat); --catalog ones with subdirectories
+        for file in loader.yaml_files(self.directories[:1], self.directories[1:]):
+            try:
+                playbook = loader.load(file)
+            except NoetlError:
+                continue  # not a playbook, or a broken one: it cannot be the one asked for
+            files.setdefault(playbook.path, file.resolve())
+            files.setdefault(playbook.name, file.resolve())
         self._files = files
         return files
 

@@ -102,7 +102,10 @@ def cli(gateway: str | None, api_key: str | None) -> None:
     type=click.Path(file_okay=False),
     envvar="NOETL_CATALOG",
     show_envvar=True,
-    help="Directory searched for sub-playbooks (repeatable; distributed: the ones called are registered).",
+    help=(
+        "Directory searched, with its subdirectories, for sub-playbooks (repeatable; distributed: "
+        "the ones called are registered)."
+    ),
 )
 @click.option(
     "--events", "events_file", type=click.Path(dir_okay=False), help="Write the event log as JSON lines."
@@ -158,6 +161,17 @@ def cli(gateway: str | None, api_key: str | None) -> None:
     help="Directory the file tool may use (repeatable; the variable is ':'-separated) [default: the "
     "working directory]. Distributed: set it on the workers.",
 )
+@click.option(
+    "--undefined",
+    "undefined",
+    type=click.Choice(["strict", "lenient"]),
+    default="strict",
+    envvar="NOETL_TEMPLATE_UNDEFINED",
+    show_envvar=True,
+    help="Rendering an undefined value into a task: strict fails the task; lenient (upstream's) renders "
+    "it empty with a template.warning. A playbook's executor.spec.undefined wins [default: strict]. "
+    "Distributed: set it on the workers.",
+)
 def run(
     playbook: str,
     sets: tuple[str, ...],
@@ -173,6 +187,7 @@ def run(
     python_workers: int | None,
     python_memory_mb: int,
     file_roots: tuple[str, ...],
+    undefined: str,
 ) -> None:
     """Run PLAYBOOK in this process (no server, no database), or with --runtime distributed on a server."""
     if runtime == "distributed":
@@ -206,6 +221,7 @@ def run(
         python_workers=python_workers,
         python_memory_mb=python_memory_mb,
         file_roots=file_roots,
+        undefined=undefined,
     )
     sys.exit(code)
 

@@ -244,6 +244,7 @@ def main(
     python_workers: int | None,
     python_memory_mb: int | None = None,
     file_roots: tuple[str, ...] = (),
+    undefined: str = "strict",
 ) -> int:
     """Run one playbook; return the exit code (0 COMPLETED, 1 FAILED/CANCELLED).
 
@@ -253,6 +254,7 @@ def main(
 
     from noetl.runtime import loader
     from noetl.runtime.credentials import FileCredentials, NoCredentials
+    from noetl.runtime.runner import TEMPLATE_UNDEFINED_KEY
 
     pool = _early_python_pool(playbook_file, python_workers, python_memory_mb)
     try:
@@ -263,7 +265,7 @@ def main(
         raise
     data = build_payload(sets, payload, playbook.workload, strict=strict)
     creds = FileCredentials(credentials) if credentials else NoCredentials()
-    catalog = loader.Catalog([Path(playbook_file).resolve().parent, *catalogs])
+    catalog = loader.Catalog([Path(playbook_file).resolve().parent], trees=catalogs)
     events_out = _open_events(events_file)
     reporter = Reporter(events_out, human=not as_json)
     try:
@@ -277,7 +279,7 @@ def main(
                 max_parallel,
                 (python_workers, python_memory_mb),
                 pool,
-                tool_settings(file_roots),
+                {**tool_settings(file_roots), TEMPLATE_UNDEFINED_KEY: undefined},
             )
         )
     finally:

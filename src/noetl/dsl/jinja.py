@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final, NoReturn, TypeAlias, cast
 
-from jinja2 import ChainableUndefined, StrictUndefined, Template, TemplateSyntaxError, Undefined, nodes
+from jinja2 import ChainableUndefined, Template, TemplateSyntaxError, Undefined, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -64,8 +64,16 @@ class _UndefinedUse(UndefinedError):
         self.undefined = undefined
 
 
-class _StrictUndefined(StrictUndefined):
+class _StrictUndefined(ChainableUndefined):
+    """DECISIONS 10 (amended): an undefined value chains (``a.b.c`` of a missing ``a`` is undefined),
+    is false, and works with ``default`` and ``is defined``, as upstream's do; using it as a value
+    (rendering, comparing, iterating, measuring, arithmetic) is an error naming it."""
+
     __slots__ = ()
+    noetl_strict: Final = True
+    __iter__ = __str__ = __len__ = __contains__ = Undefined._fail_with_undefined_error
+    __eq__ = __ne__ = Undefined._fail_with_undefined_error
+    __hash__ = Undefined.__hash__
 
     def _fail_with_undefined_error(self, *args: object, **kwargs: object) -> NoReturn:
         raise _UndefinedUse(self)

@@ -47,6 +47,9 @@ from noetl.errors import Location, PlaybookError, UsageError
 
 _Map = dict[str, JSON]
 
+UNDEFINED_MODES = ("strict", "lenient")
+"""Values of ``executor.spec.undefined`` and of ``NOETL_TEMPLATE_UNDEFINED``."""
+
 _TASK_KEYS = frozenset({"kind", "name", "input", "auth", "set", "spec", "output"})
 """Task keys that are not tool fields (``timeout``/``timeout_seconds`` are both)."""
 _TASK_SPEC_KEYS = frozenset({"timeout", "policy", "accept_status"})
@@ -496,7 +499,16 @@ class _Builder:
             priority=cast(int, spec.get("priority", 0)),
             max_concurrent_executions=cast("int | None", spec.get("max_concurrent_executions")),
             pools=self.kind_pools(spec),
+            undefined=self.undefined_mode(spec),
         )
+
+    def undefined_mode(self, spec: _Map) -> str | None:
+        """``executor.spec.undefined``: how tasks render undefined values (DECISIONS 10)."""
+        mode = spec.get("undefined")
+        if mode is not None and mode not in UNDEFINED_MODES:
+            message = f"executor.spec.undefined must be one of {', '.join(UNDEFINED_MODES)}, got {mode!r}"
+            raise self.error(message, spec, "undefined", step=None, path="executor.spec.undefined")
+        return mode if isinstance(mode, str) else None
 
     def kind_pools(self, spec: _Map) -> dict[str, str]:
         """``executor.spec.pools``: tool kind -> pool name, both strings."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from noetl.errors import UsageError
+from noetl.telemetry import traces
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8082
@@ -149,17 +150,8 @@ class ServerSettings:
             if raw is None or raw == "":
                 continue
             values[name] = _convert(name, var, raw)
-        values["otlp_traces"] = otlp_enabled(env)
+        values["otlp_traces"] = traces.otlp_enabled(env)
         return cls(**values)  # type: ignore[arg-type]
-
-
-def otlp_enabled(env: Mapping[str, str]) -> bool:
-    """Whether the standard OpenTelemetry variables ask for OTLP traces."""
-    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return False
-    if env.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
-        return False
-    return bool(env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
 
 
 def _convert(name: str, var: str, raw: str) -> object:

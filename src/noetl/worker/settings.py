@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from typing import Final
 
 from noetl.errors import UsageError
+from noetl.telemetry import traces
 from noetl.tools.pychild import DEFAULT_MEMORY_MB as DEFAULT_PYTHON_MEMORY_MB
 
 ENVIRONMENT: Final = {
@@ -41,6 +42,7 @@ ENVIRONMENT: Final = {
     "metrics_push_url": "NOETL_METRICS_PUSH_URL",
     "metrics_push_interval": "NOETL_METRICS_PUSH_INTERVAL",
     "file_roots": "NOETL_FILE_ROOTS",
+    "template_undefined": "NOETL_TEMPLATE_UNDEFINED",
 }
 """Field name -> environment variable read by :meth:`WorkerSettings.from_env`."""
 
@@ -96,6 +98,9 @@ class WorkerSettings:
     """Push metrics here: VictoriaMetrics' ``…/api/v1/import/prometheus`` or a Prometheus remote-write
     ``…/api/v1/write``. Unset: metrics go with the heartbeats to the server's ``/metrics``."""
     metrics_push_interval: float = 10.0
+    trace_propagation: bool = False
+    """Send a W3C ``traceparent`` with http tool calls (the command's span in its execution's trace):
+    on when the standard ``OTEL_EXPORTER_OTLP_*ENDPOINT`` variables are set, as on the server."""
     resources: Mapping[str, int] = field(default_factory=dict)
     """Capacity for steps' ``spec.resources`` (``gpu=2,memory_mb=16000``): a claim takes a command
     only if what it needs fits in this less what the worker's running commands hold."""
@@ -109,6 +114,8 @@ class WorkerSettings:
     """How many leading segments of a playbook's catalog path make the scope a python child serves
     (``finance/reports/daily`` with 1: ``finance``); 0 lets every playbook share the children."""
     file_roots: str = ""
+    template_undefined: str = "strict"
+    """How tasks render undefined values unless the playbook says (DECISIONS 10): strict or lenient."""
     """Directories the ``file`` tool may use, ``:``-separated (none: the tool refuses every path)."""
 
     def __post_init__(self) -> None:
@@ -130,6 +137,8 @@ class WorkerSettings:
         _positive("python_memory_mb", self.python_memory_mb)
         if self.python_scope_depth < 0:
             raise UsageError(f"python_scope_depth must be 0 or more, got {self.python_scope_depth}")
+        if self.template_undefined not in ("strict", "lenient"):
+            raise UsageError(f"template_undefined must be strict or lenient, got {self.template_undefined!r}")
         if self.python_spin_seconds < 0:
             raise UsageError(f"python_spin_seconds must be 0 or more, got {self.python_spin_seconds}")
         if self.heartbeat_seconds is not None:
@@ -163,6 +172,7 @@ class WorkerSettings:
                 values[name] = _convert(name, str(types[name]), raw, variable)
         values.update({k: v for k, v in overrides.items() if v is not None})
         values.setdefault("database_url", "")
+        values.setdefault("trace_propagation", traces.otlp_enabled(env))
         return cls(**values)  # type: ignore[arg-type]
 
 
@@ -213,4 +223,4 @@ def _convert(name: str, annotation: str, raw: str, variable: str) -> object:
 def tool_extras(settings: WorkerSettings) -> dict[str, object]:
     """What the integration tools read from ``Services.extras`` on this worker (the file roots)."""
     roots = tuple(os.path.abspath(part) for part in settings.file_roots.split(os.pathsep) if part)
-    return {"file_roots": roots}
+    return {"file_roots": roots, "template_undefined": settings.template_undefined}
