@@ -129,6 +129,7 @@ class Orchestrator:
         inherited_priority: int | None = None,
         playbook: Playbook | None = None,
         lineage: Mapping[str, Any] | None = None,
+        principal: Mapping[str, Any] | None = None,
     ) -> int:
         """Create an execution of ``entry`` and dispatch its entry step, in one transaction.
 
@@ -141,7 +142,9 @@ class Orchestrator:
         nothing new is started. ``priority`` (the execute request's) replaces the playbook's
         ``executor.spec.priority``; ``inherited_priority`` (a sub-playbook's: the calling command's)
         does so only when the playbook sets none. ``playbook`` is ``entry`` parsed already (the
-        server's cache parsed it off the event loop); without it, ``entry`` is parsed here."""
+        server's cache parsed it off the event loop); without it, ``entry`` is parsed here.
+        ``principal`` (``{name, role, paths}``) is who the execution runs for (a child started by a
+        call copies its parent's instead)."""
         if playbook is None:
             playbook = self._parse(entry)
         else:
@@ -186,7 +189,13 @@ class Orchestrator:
                     await executions.request_cancel(conn, execution_id, reason)
             else:
                 await executions.create(
-                    conn, execution_id, entry.catalog_id, entry.path, payload or {}, parent_execution_id
+                    conn,
+                    execution_id,
+                    entry.catalog_id,
+                    entry.path,
+                    payload or {},
+                    parent_execution_id,
+                    principal=dict(principal) if principal is not None else None,
                 )
             await self._write(conn, work)
         self._remember(work)

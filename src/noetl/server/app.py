@@ -23,6 +23,7 @@ from noetl.engine.decide import Limits
 from noetl.runtime import placement
 from noetl.runtime.orchestration import Orchestrator
 from noetl.server import (
+    apidocs,
     auth,
     browse,
     catalog,
@@ -81,7 +82,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
         version=__version__,
         summary="Orchestrator server: catalog, executions, events, workers, credentials, replay.",
         lifespan=_lifespan(settings),
+        redirect_slashes=False,  # a 307 to "path/" would name the server's own address
+        docs_url=None,  # apidocs serves /docs with local assets (the default page loads a CDN)
+        redoc_url=None,
     )
+    apidocs.install(app)
     problems.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(

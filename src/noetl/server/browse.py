@@ -32,8 +32,8 @@ from noetl.dsl.model import Playbook
 from noetl.engine import events as ev
 from noetl.engine import state as st
 from noetl.errors import UsageError
+from noetl.server import auth, live, views
 from noetl.server import executions as execution_api
-from noetl.server import live, views
 from noetl.server.context import Server, ServerContext
 from noetl.server.problems import NotFound
 from noetl.store import browse, catalog, events, executions
@@ -306,7 +306,9 @@ def _step_definition(playbook: Playbook, name: str) -> dict[str, Any] | None:
 
 
 @router.post("/{execution_id}/rerun")
-async def rerun(execution_id: int, server: Server, body: RerunRequest | None = None) -> dict[str, Any]:
+async def rerun(
+    execution_id: int, server: Server, http: Request, body: RerunRequest | None = None
+) -> dict[str, Any]:
     """Start the execution again: same catalog entry (same version), same inputs. With
     ``from_step``, the new execution starts at that step and the steps before it do not run: their
     results and the variables as they stood when the original first entered that step are carried
@@ -323,7 +325,9 @@ async def rerun(execution_id: int, server: Server, body: RerunRequest | None = N
         if request.from_step:
             playbook = await server.playbooks.get(conn, row.catalog_id)
             lineage["resume"] = await resume_from(conn, playbook, execution_id, request.from_step)
-    new_id = await server.orchestrator.start(entry, row.payload, lineage=lineage)
+    new_id = await server.orchestrator.start(
+        entry, row.payload, lineage=lineage, principal=auth.recorded(http)
+    )
     return {
         "execution_id": str(new_id),
         "rerun_of": str(execution_id),

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from noetl.errors import UsageError
+from noetl.telemetry import traces
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8082
@@ -126,6 +127,10 @@ class ServerSettings:
     """Events per export batch."""
     export_interval: float = 1.0
     """Seconds between export polls once the sink has caught up."""
+    otlp_traces: bool = False
+    """Send the spans of ended executions over OTLP/HTTP: on when ``OTEL_EXPORTER_OTLP_ENDPOINT`` or
+    ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is set (and ``OTEL_TRACES_EXPORTER`` is not ``none``, nor
+    ``OTEL_SDK_DISABLED`` true). The SDK reads the other ``OTEL_*`` variables itself."""
 
     def __post_init__(self) -> None:
         for part in (p.strip() for p in self.queue_depth_by_pool.split(",") if p.strip()):
@@ -145,6 +150,7 @@ class ServerSettings:
             if raw is None or raw == "":
                 continue
             values[name] = _convert(name, var, raw)
+        values["otlp_traces"] = traces.otlp_enabled(env)
         return cls(**values)  # type: ignore[arg-type]
 
 

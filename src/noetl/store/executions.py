@@ -41,14 +41,17 @@ async def create(
     path: str,
     payload: dict[str, Any] | None,
     parent_execution_id: int | None = None,
+    principal: dict[str, Any] | None = None,
 ) -> None:
-    """Insert a RUNNING execution with no events yet (``last_event_id`` 0)."""
+    """Insert a RUNNING execution with no events yet (``last_event_id`` 0), started for
+    ``principal`` (``{name, role, paths}``; None: no one in particular, e.g. a schedule)."""
     params = {
         "execution_id": execution_id,
         "catalog_id": catalog_id,
         "path": path,
         "parent_execution_id": parent_execution_id,
         "payload": jsonb.param(payload) if payload is not None else None,
+        "principal": jsonb.param(principal) if principal is not None else None,
     }
     await conn.execute(Q["create"], params)
 
@@ -77,6 +80,15 @@ async def create_child(
         await cur.execute(Q["create_child"], params)
         row = await cur.fetchone()
     return None if row is None else int(row[0])
+
+
+@wrap
+async def principal(conn: Connection, execution_id: int) -> dict[str, Any] | None:
+    """The principal recorded for the execution (its root's), or None."""
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute(Q["principal"], {"execution_id": execution_id})
+        row = await cur.fetchone()
+    return None if row is None or row[0] is None else dict(row[0])
 
 
 @wrap

@@ -505,3 +505,6 @@ ALTER TABLE noetl.command ADD CONSTRAINT command_status_check
     CHECK (status IN ('ready', 'leased', 'waiting', 'done', 'failed', 'cancelled'));
 ALTER TABLE noetl.command ADD COLUMN wake_at timestamptz;
 CREATE INDEX command_waiting_idx ON noetl.command (wake_at) WHERE status = 'waiting';
+
+-- 0009: who an execution runs for (the root principal; children copy their parent's).
+ALTER TABLE noetl.execution ADD COLUMN principal jsonb;

@@ -53,6 +53,8 @@ class Services:
     extras: dict[str, Any] = field(default_factory=dict)
     sandbox: Sandbox | None = None
     """How python and shell tasks are contained (:mod:`noetl.tools.sandbox`); None: a clean environment."""
+    trace_headers: Mapping[str, str] = field(default_factory=dict)
+    """W3C trace context (``traceparent``) that outbound calls carry, when tracing is on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,8 @@ class Call:
     resumable: bool = False
     """The command may end here and run again from its start (every task run before this call in
     the command was a sub-playbook call, which attaches to its child when run again)."""
+    context: Mapping[str, JSON] | None = None
+    """The task's render context as plain JSON, for tools that expose it (python's ``context``)."""
 
 
 @runtime_checkable

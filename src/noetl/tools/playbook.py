@@ -8,7 +8,9 @@ Fields (REFERENCE §4.4 and §4.12, DECISIONS 20):
 * ``return_step`` (alias ``result_step``): return that child step's result instead of the
   child's final result;
 * ``async: true``: start the child and return ``{execution_id, status}`` at once;
-* ``timeout`` / ``timeout_seconds``: how long to wait for the child (then it is cancelled).
+* ``timeout`` / ``timeout_seconds``: how long to wait for the child (then it is cancelled);
+* ``task``: upstream's label of the calling task (its fixtures write the calling step's name);
+  accepted and not used.
 
 How the wait costs nothing on a worker: with ``Call.resumable`` the runtime may raise
 :class:`~noetl.tools.base.Suspended` from ``run_child`` instead of waiting, which ends the command's
@@ -43,6 +45,7 @@ class PlaybookTool:
         "return_step": (str, type(None)),
         "result_step": (str, type(None)),
         "async": (bool,),
+        "task": (str, type(None)),
         **fields.TIMEOUTS,
     }
     required_fields: tuple[tuple[str, ...], ...] = (("path", "catalog_id"),)

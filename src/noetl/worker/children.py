@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from noetl.engine.state import fold
 from noetl.errors import ExecutionError, PlaybookError
-from noetl.runtime import results
+from noetl.runtime import authz, results
 from noetl.tools.base import Suspended
 from noetl.worker.database import Database, is_connection_error
 
@@ -71,6 +71,9 @@ class Children:
         **_: object,
     ) -> dict[str, Any]:
         entry = await self._entry(path, version, catalog_id)
+        await self._database.run(
+            "authorizing a sub-playbook", authz.child_check(parent_execution_id, entry.path)
+        )
         child_id = await self._start(entry, payload, parent_execution_id, parent_key, parent_priority)
         if not wait:
             return {"execution_id": str(child_id), "status": "RUNNING"}

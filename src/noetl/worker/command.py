@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +68,7 @@ class CommandRunner:
         run_child: Callable[..., Any] | None,
         sandbox: Sandbox | None = None,
         metrics: WorkerMetrics | None = None,
+        trace_headers: Callable[[Lease], Awaitable[dict[str, str]]] | None = None,
     ) -> None:
         self._playbooks = playbooks
         self._credentials = credentials
@@ -76,6 +77,7 @@ class CommandRunner:
         self._run_child = run_child
         self._sandbox = sandbox
         self._metrics = metrics
+        self._trace_headers = trace_headers
 
     async def run(self, lease: Lease) -> Finished:
         started = time.perf_counter()
@@ -115,7 +117,7 @@ class CommandRunner:
                 lease.step,
                 context,
                 execution_id=str(lease.execution_id),
-                services=self._services(lease),
+                services=self._services(lease, await self._traced(lease)),
                 credentials=self._credentials,
             )
         except asyncio.CancelledError:
@@ -151,13 +153,27 @@ class CommandRunner:
 
         return await self._playbooks.database.run("reading a loop's results", load)
 
-    def _services(self, lease: Lease) -> Services:
+    def _services(self, lease: Lease, trace_headers: dict[str, str]) -> Services:
         run_child: ChildRunner | None = None
         if self._run_child is not None:
             run_child = _keyed_child_runner(self._run_child, lease)
         return Services(
-            python_pool=self._python_pool, run_child=run_child, extras=self._extras, sandbox=self._sandbox
+            python_pool=self._python_pool,
+            run_child=run_child,
+            extras=self._extras,
+            sandbox=self._sandbox,
+            trace_headers=trace_headers,
         )
+
+    async def _traced(self, lease: Lease) -> dict[str, str]:
+        """The ``traceparent`` of the lease's command when tracing is on; a lookup that fails costs
+        the call its header, never the call."""
+        if self._trace_headers is None:
+            return {}
+        try:
+            return await self._trace_headers(lease)
+        except NoetlError:
+            return {}
 
 
 def _keyed_child_runner(run_child: Callable[..., Any], lease: Lease) -> ChildRunner:

@@ -1,11 +1,13 @@
 -- name: create
-INSERT INTO noetl.execution (execution_id, catalog_id, path, parent_execution_id, payload)
-VALUES (%(execution_id)s, %(catalog_id)s, %(path)s, %(parent_execution_id)s, %(payload)s)
+INSERT INTO noetl.execution (execution_id, catalog_id, path, parent_execution_id, payload, principal)
+VALUES (%(execution_id)s, %(catalog_id)s, %(path)s, %(parent_execution_id)s, %(payload)s, %(principal)s)
 
 -- name: create_child
 -- A child execution keyed by the parent command's call; nothing when that call already started one.
-INSERT INTO noetl.execution (execution_id, catalog_id, path, parent_execution_id, payload, parent_key)
-VALUES (%(execution_id)s, %(catalog_id)s, %(path)s, %(parent_execution_id)s, %(payload)s, %(parent_key)s)
+-- It runs for the principal that started its root: the parent's, copied down.
+INSERT INTO noetl.execution (execution_id, catalog_id, path, parent_execution_id, payload, parent_key, principal)
+VALUES (%(execution_id)s, %(catalog_id)s, %(path)s, %(parent_execution_id)s, %(payload)s, %(parent_key)s,
+        (SELECT p.principal FROM noetl.execution p WHERE p.execution_id = %(parent_execution_id)s))
 ON CONFLICT (parent_execution_id, parent_key) WHERE parent_key IS NOT NULL DO NOTHING
 RETURNING execution_id
 
@@ -106,3 +108,8 @@ LIMIT %(limit)s
 
 -- name: count_running
 SELECT count(*) FROM noetl.execution WHERE status = 'RUNNING'
+
+-- name: principal
+-- Who started the root of this execution's tree (name, role, paths); NULL for executions older than
+-- migration 0009 and for ones started without a principal.
+SELECT principal FROM noetl.execution WHERE execution_id = %(execution_id)s
