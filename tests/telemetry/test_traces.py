@@ -8,6 +8,7 @@ sub-playbook; its spans and the child's must form one tree under the caller's sp
 
 from __future__ import annotations
 
+import json
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -131,7 +132,11 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def cluster(pg_database: str, tmp_path: Path, receiver: Receiver) -> Iterator[Cluster]:
-    env = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.url, "NOETL_EXPORT_INTERVAL": "0.2"}
+    env = {
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.url,
+        "NOETL_EXPORT_INTERVAL": "0.2",
+        "NOETL_LOG_FORMAT": "json",
+    }
     with running_cluster(pg_database, tmp_path, workers=2, env=env) as running:
         yield running
 
@@ -183,6 +188,18 @@ def test_one_execution_and_its_sub_playbook_are_one_tree_under_the_caller(
     # The http step's request carried the trace, with its command's span as the parent.
     (ping,) = [s for s in spans if s["name"] == "command ping"]
     assert receiver.traceparents == [f"00-{TRACE_ID}-{ping['span_id']}-01"]
+
+    # ...and the workers' log lines about commands name the trace and the command's span.
+    lines = [
+        json.loads(line)
+        for name in ("w1", "w2")
+        for line in cluster.worker(name).output().splitlines()
+        if line.startswith("{")
+    ]
+    logged = [line for line in lines if line.get("command_id") == ping["attributes"]["noetl.command_id"]]
+    assert logged and all(
+        line["trace_id"] == TRACE_ID and line["span_id"] == ping["span_id"] for line in logged
+    )
 
 
 def test_without_otel_variables_nothing_is_exported(pg_database: str, tmp_path: Path) -> None:

@@ -81,8 +81,9 @@ class CommandRunner:
 
     async def run(self, lease: Lease) -> Finished:
         started = time.perf_counter()
+        trace = await self._traced(lease)
         try:
-            outcome = await self._outcome(lease)
+            outcome = await self._outcome(lease, trace)
         except Suspended as waiting:
             log.debug(
                 "command waits for %s, execution_id=%s command_id=%s",
@@ -93,7 +94,7 @@ class CommandRunner:
             )
             return Finished(lease, True, [], waiting.wait)
         seconds = time.perf_counter() - started
-        _log_done(lease, outcome, seconds * 1000)
+        _log_done(lease, outcome, seconds * 1000, trace)
         if self._metrics is not None:
             kind = await self._tool_kind(lease)
             result = "ok" if outcome.status == "ok" else str((outcome.error or {}).get("kind") or "error")
@@ -108,7 +109,7 @@ class CommandRunner:
             return "unknown"
         return "+".join(task.kind for task in step.tool) if step is not None else "unknown"
 
-    async def _outcome(self, lease: Lease) -> Outcome:
+    async def _outcome(self, lease: Lease, trace: dict[str, str]) -> Outcome:
         try:
             playbook = await self._playbooks.get(lease.catalog_id)
             context = rctx.from_wire(await self._hydrated(playbook, lease))
@@ -117,7 +118,7 @@ class CommandRunner:
                 lease.step,
                 context,
                 execution_id=str(lease.execution_id),
-                services=self._services(lease, await self._traced(lease)),
+                services=self._services(lease, trace),
                 credentials=self._credentials,
             )
         except asyncio.CancelledError:
@@ -222,8 +223,10 @@ def _wire(event: ev.Event) -> dict[str, Any]:
     }
 
 
-def _log_done(lease: Lease, outcome: Outcome, ms: float) -> None:
+def _log_done(lease: Lease, outcome: Outcome, ms: float, trace: dict[str, str]) -> None:
     fields = {**log_fields(lease), "status": outcome.status, "duration_ms": round(ms, 3)}
+    if "traceparent" in trace:
+        fields["trace_id"], fields["span_id"] = trace["traceparent"].split("-")[1:3]
     if outcome.status == "ok":
         log.info(
             "command done execution_id=%s step=%s command_id=%s attempt=%d status=ok duration_ms=%.1f",
