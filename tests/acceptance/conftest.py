@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from support.clickhouse import clickhouse
 from support.services import example_credentials, moto_server, nats_url
 
 
@@ -13,6 +14,6 @@ from support.services import example_credentials, moto_server, nats_url
 def example_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """Environment for ``noetl run`` of a service example: NOETL_CREDENTIALS_FILE naming its services."""
     root = tmp_path_factory.mktemp("example-services")
-    with moto_server() as s3, nats_url(root / "nats") as nats:
-        creds = example_credentials(root / "creds.json", s3_endpoint=s3, nats=nats)
+    with moto_server() as s3, nats_url(root / "nats") as nats, clickhouse(root / "clickhouse") as ch:
+        creds = example_credentials(root / "creds.json", s3_endpoint=s3, nats=nats, clickhouse=ch.url)
         yield {"NOETL_CREDENTIALS_FILE": str(creds)}

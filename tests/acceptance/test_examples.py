@@ -7,7 +7,7 @@ Every example opens with a comment header; these lines in it are read here:
     # steps: start, a, b            the executed steps, in any order (for parallel branches)
     # legacy: yes                   the file uses legacy syntax on purpose
     # needs: s3, nats               services the example talks to: the test serves them (moto for S3,
-                                    NATS) and passes their credentials in NOETL_CREDENTIALS_FILE
+                                    NATS, ClickHouse) and passes their credentials in NOETL_CREDENTIALS_FILE
 
 ``expect`` and ``steps`` lines belong to the case above them; before any ``args`` line they belong
 to a case without arguments. "Subset" is recursive for objects (every expected key is present with a

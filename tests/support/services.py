@@ -1,11 +1,12 @@
 """Services that examples and tool tests run against, started on 127.0.0.1 by the tests themselves.
 
 * ``moto_server()``: moto's S3 API in server mode, standing in for Amazon S3;
+* ``support.clickhouse.clickhouse()``: Debian's clickhouse-server on free ports (see that module);
 * ``nats_url()``: the machine's NATS (127.0.0.1:4222, JetStream on) when it answers, else a private
   ``nats-server -js`` on a free port.
 
 ``example_credentials(...)`` writes the credentials the service examples name (``example_s3``,
-``example_nats``), as a user's ``--credentials`` file would hold them.
+``example_nats``, ``example_clickhouse``), as a user's ``--credentials`` file would hold them.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def nats_url(data_dir: Path) -> Iterator[str]:
         proc.wait(timeout=15)
 
 
-def example_credentials(path: Path, *, s3_endpoint: str, nats: str) -> Path:
+def example_credentials(path: Path, *, s3_endpoint: str, nats: str, clickhouse: str) -> Path:
     """The credentials file the service examples use; the example bucket is created too."""
     import boto3
 
@@ -75,6 +76,7 @@ def example_credentials(path: Path, *, s3_endpoint: str, nats: str) -> Path:
     creds = {
         "example_s3": {"type": "s3", "data": {**keys, "endpoint_url": s3_endpoint}},
         "example_nats": {"type": "nats", "data": {"url": nats}},
+        "example_clickhouse": {"type": "clickhouse", "data": {"url": clickhouse, "user": "default"}},
     }
     path.write_text(json.dumps(creds))
     return path

@@ -8,6 +8,7 @@ sub-playbook; its spans and the child's must form one tree under the caller's sp
 
 from __future__ import annotations
 
+import json
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -46,6 +47,9 @@ workflow:
     next: {arcs: [{step: call}]}
   - step: call
     tool: {kind: playbook, path: tel/child, input: {x: 1}}
+    next: {arcs: [{step: ping}]}
+  - step: ping
+    tool: {kind: http, method: GET, url: "{{ ping_url }}"}
 """
 CHILD = """
 apiVersion: noetl.io/v2
@@ -62,6 +66,7 @@ class Receiver:
 
     def __init__(self) -> None:
         self.spans: list[dict[str, Any]] = []
+        self.traceparents: list[str | None] = []  # of the GETs an http step sent here
         self.lock = threading.Lock()
         receiver = self
 
@@ -77,6 +82,13 @@ class Receiver:
                 self.send_response(200)
                 self.send_header("content-type", "application/x-protobuf")
                 self.end_headers()
+
+            def do_GET(self) -> None:
+                receiver.traceparents.append(self.headers.get("traceparent"))
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.end_headers()
+                self.wfile.write(b"{}")
 
             def log_message(self, *args: object) -> None:
                 return None
@@ -120,7 +132,11 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def cluster(pg_database: str, tmp_path: Path, receiver: Receiver) -> Iterator[Cluster]:
-    env = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.url, "NOETL_EXPORT_INTERVAL": "0.2"}
+    env = {
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.url,
+        "NOETL_EXPORT_INTERVAL": "0.2",
+        "NOETL_LOG_FORMAT": "json",
+    }
     with running_cluster(pg_database, tmp_path, workers=2, env=env) as running:
         yield running
 
@@ -135,7 +151,7 @@ def test_one_execution_and_its_sub_playbook_are_one_tree_under_the_caller(
             )
         started = api.post(
             "/api/execute",
-            json={"path": "tel/traced"},
+            json={"path": "tel/traced", "payload": {"ping_url": receiver.url.replace("/v1/traces", "/ping")}},
             headers={"traceparent": f"00-{TRACE_ID}-{CALLER_SPAN}-01"},
         )
         assert started.status_code == 200, started.text
@@ -168,6 +184,22 @@ def test_one_execution_and_its_sub_playbook_are_one_tree_under_the_caller(
     assert all(c["attributes"]["noetl.worker_id"] for c in commands)
     attempts = [s for s in spans if s["name"].startswith("attempt ") and by_id[s["parent"]] in commands]
     assert len(attempts) == 2
+
+    # The http step's request carried the trace, with its command's span as the parent.
+    (ping,) = [s for s in spans if s["name"] == "command ping"]
+    assert receiver.traceparents == [f"00-{TRACE_ID}-{ping['span_id']}-01"]
+
+    # ...and the workers' log lines about commands name the trace and the command's span.
+    lines = [
+        json.loads(line)
+        for name in ("w1", "w2")
+        for line in cluster.worker(name).output().splitlines()
+        if line.startswith("{")
+    ]
+    logged = [line for line in lines if line.get("command_id") == ping["attributes"]["noetl.command_id"]]
+    assert logged and all(
+        line["trace_id"] == TRACE_ID and line["span_id"] == ping["span_id"] for line in logged
+    )
 
 
 def test_without_otel_variables_nothing_is_exported(pg_database: str, tmp_path: Path) -> None:

@@ -111,6 +111,15 @@ def in_force() -> Budget | None:
     return _current.get()
 
 
+def enter(budget: Budget) -> contextvars.Token[Budget | None]:
+    """:func:`active` without the context manager (a few microseconds less on hot paths)."""
+    return _current.set(budget)
+
+
+def leave(token: contextvars.Token[Budget | None]) -> None:
+    _current.reset(token)
+
+
 def tick() -> None:
     """One attribute or item lookup: spent when a render is in progress (free for direct lookups)."""
     budget = _current.get()

@@ -35,8 +35,11 @@ def evaluate(template: str, context: Mapping[str, object], *, strict: bool = Tru
     try:
         if type(compiled) is _Lookup or budget.in_force() is not None:
             return compiled.run(context)
-        with budget.active(budget.Budget()):  # each render outside a caller's budget gets its own
+        token = budget.enter(budget.Budget())  # each render outside a caller's budget gets its own
+        try:
             return compiled.run(context)
+        finally:
+            budget.leave(token)
     except TemplateError:
         raise
     except _UndefinedUse as error:

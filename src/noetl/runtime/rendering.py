@@ -38,11 +38,13 @@ class _QuickBudget(budget.Budget):
 
 async def render_within(render: Callable[[], T], deadline: float | None, what: str) -> T:
     """``render()`` inline if it is quick, else in a thread, within ``deadline`` (monotonic time)."""
+    token = budget.enter(_QuickBudget(QUICK_OPERATIONS))
     try:
-        with budget.active(_QuickBudget(QUICK_OPERATIONS)):
-            return render()
+        return render()
     except _Escalate:
         pass
+    finally:
+        budget.leave(token)
     full = budget.Budget()
 
     def run() -> T:

@@ -145,3 +145,13 @@ async def command_rows(conn: Connection, command_ids: list[str]) -> dict[str, di
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(Q["command_rows"], {"command_ids": command_ids})
         return {row["command_id"]: row for row in await cur.fetchall()}
+
+
+@wrap
+async def trace_root(conn: Connection, execution_id: int) -> tuple[int, str | None] | None:
+    """The root execution of ``execution_id``'s sub-playbook chain and the trace id its execute
+    request carried (None when it carried none); None when the execution is unknown."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(Q["trace_root"], {"execution_id": execution_id})
+        row = await cur.fetchone()
+    return (int(row["execution_id"]), row["trace_id"]) if row else None

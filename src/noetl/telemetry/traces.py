@@ -60,6 +60,36 @@ class SpanRecord:
     message: str = ""
 
 
+def otlp_enabled(env: Mapping[str, str]) -> bool:
+    """Whether the standard OpenTelemetry variables ask for OTLP traces (an endpoint is set, and
+    neither ``OTEL_TRACES_EXPORTER=none`` nor ``OTEL_SDK_DISABLED=true``)."""
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    if env.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
+        return False
+    return bool(env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+
+
+class Propagation:
+    """The ``traceparent`` a command's outbound calls carry: its trace (the root execution's, read
+    once per execution and kept) and the command's span as the parent."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._traces: dict[int, str] = {}
+        self._size = size
+
+    async def headers(self, conn: Connection, execution_id: int, command_id: str) -> dict[str, str]:
+        trace_id = self._traces.get(execution_id)
+        if trace_id is None:
+            found = await exports.trace_root(conn, execution_id)
+            root, carried = found if found is not None else (execution_id, None)
+            trace_id = carried or derived_trace_id(root)
+            if len(self._traces) >= self._size:
+                self._traces.pop(next(iter(self._traces)))
+            self._traces[execution_id] = trace_id
+        return {"traceparent": traceparent(trace_id, command_span_id(execution_id, command_id))}
+
+
 def parse_traceparent(header: str | None) -> TraceContext | None:
     """The trace context of a W3C ``traceparent`` header; None when absent or malformed."""
     match = TRACEPARENT.match((header or "").strip().lower())

@@ -53,6 +53,8 @@ class Services:
     extras: dict[str, Any] = field(default_factory=dict)
     sandbox: Sandbox | None = None
     """How python and shell tasks are contained (:mod:`noetl.tools.sandbox`); None: a clean environment."""
+    trace_headers: Mapping[str, str] = field(default_factory=dict)
+    """W3C trace context (``traceparent``) that outbound calls carry, when tracing is on."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -87,7 +87,11 @@ class HttpTool:
             response = await client.request(
                 method,
                 httpx.URL(url).copy_merge_params(_query(config.get("params"))),
-                headers={**_credential_headers(call), **_headers(config.get("headers"))},
+                headers={
+                    **call.services.trace_headers,
+                    **_credential_headers(call),
+                    **_headers(config.get("headers")),
+                },
                 timeout=_timeout(call),
                 follow_redirects=fields.flag(config.get("follow_redirects"), default=True),
                 **_body(call),

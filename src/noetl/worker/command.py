@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +68,7 @@ class CommandRunner:
         run_child: Callable[..., Any] | None,
         sandbox: Sandbox | None = None,
         metrics: WorkerMetrics | None = None,
+        trace_headers: Callable[[Lease], Awaitable[dict[str, str]]] | None = None,
     ) -> None:
         self._playbooks = playbooks
         self._credentials = credentials
@@ -76,11 +77,13 @@ class CommandRunner:
         self._run_child = run_child
         self._sandbox = sandbox
         self._metrics = metrics
+        self._trace_headers = trace_headers
 
     async def run(self, lease: Lease) -> Finished:
         started = time.perf_counter()
+        trace = await self._traced(lease)
         try:
-            outcome = await self._outcome(lease)
+            outcome = await self._outcome(lease, trace)
         except Suspended as waiting:
             log.debug(
                 "command waits for %s, execution_id=%s command_id=%s",
@@ -91,7 +94,7 @@ class CommandRunner:
             )
             return Finished(lease, True, [], waiting.wait)
         seconds = time.perf_counter() - started
-        _log_done(lease, outcome, seconds * 1000)
+        _log_done(lease, outcome, seconds * 1000, trace)
         if self._metrics is not None:
             kind = await self._tool_kind(lease)
             result = "ok" if outcome.status == "ok" else str((outcome.error or {}).get("kind") or "error")
@@ -106,7 +109,7 @@ class CommandRunner:
             return "unknown"
         return "+".join(task.kind for task in step.tool) if step is not None else "unknown"
 
-    async def _outcome(self, lease: Lease) -> Outcome:
+    async def _outcome(self, lease: Lease, trace: dict[str, str]) -> Outcome:
         try:
             playbook = await self._playbooks.get(lease.catalog_id)
             context = rctx.from_wire(await self._hydrated(playbook, lease))
@@ -115,7 +118,7 @@ class CommandRunner:
                 lease.step,
                 context,
                 execution_id=str(lease.execution_id),
-                services=self._services(lease),
+                services=self._services(lease, trace),
                 credentials=self._credentials,
             )
         except asyncio.CancelledError:
@@ -151,13 +154,27 @@ class CommandRunner:
 
         return await self._playbooks.database.run("reading a loop's results", load)
 
-    def _services(self, lease: Lease) -> Services:
+    def _services(self, lease: Lease, trace_headers: dict[str, str]) -> Services:
         run_child: ChildRunner | None = None
         if self._run_child is not None:
             run_child = _keyed_child_runner(self._run_child, lease)
         return Services(
-            python_pool=self._python_pool, run_child=run_child, extras=self._extras, sandbox=self._sandbox
+            python_pool=self._python_pool,
+            run_child=run_child,
+            extras=self._extras,
+            sandbox=self._sandbox,
+            trace_headers=trace_headers,
         )
+
+    async def _traced(self, lease: Lease) -> dict[str, str]:
+        """The ``traceparent`` of the lease's command when tracing is on; a lookup that fails costs
+        the call its header, never the call."""
+        if self._trace_headers is None:
+            return {}
+        try:
+            return await self._trace_headers(lease)
+        except NoetlError:
+            return {}
 
 
 def _keyed_child_runner(run_child: Callable[..., Any], lease: Lease) -> ChildRunner:
@@ -206,8 +223,10 @@ def _wire(event: ev.Event) -> dict[str, Any]:
     }
 
 
-def _log_done(lease: Lease, outcome: Outcome, ms: float) -> None:
+def _log_done(lease: Lease, outcome: Outcome, ms: float, trace: dict[str, str]) -> None:
     fields = {**log_fields(lease), "status": outcome.status, "duration_ms": round(ms, 3)}
+    if "traceparent" in trace:
+        fields["trace_id"], fields["span_id"] = trace["traceparent"].split("-")[1:3]
     if outcome.status == "ok":
         log.info(
             "command done execution_id=%s step=%s command_id=%s attempt=%d status=ok duration_ms=%.1f",

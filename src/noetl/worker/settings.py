@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from typing import Final
 
 from noetl.errors import UsageError
+from noetl.telemetry import traces
 from noetl.tools.pychild import DEFAULT_MEMORY_MB as DEFAULT_PYTHON_MEMORY_MB
 
 ENVIRONMENT: Final = {
@@ -97,6 +98,9 @@ class WorkerSettings:
     """Push metrics here: VictoriaMetrics' ``…/api/v1/import/prometheus`` or a Prometheus remote-write
     ``…/api/v1/write``. Unset: metrics go with the heartbeats to the server's ``/metrics``."""
     metrics_push_interval: float = 10.0
+    trace_propagation: bool = False
+    """Send a W3C ``traceparent`` with http tool calls (the command's span in its execution's trace):
+    on when the standard ``OTEL_EXPORTER_OTLP_*ENDPOINT`` variables are set, as on the server."""
     resources: Mapping[str, int] = field(default_factory=dict)
     """Capacity for steps' ``spec.resources`` (``gpu=2,memory_mb=16000``): a claim takes a command
     only if what it needs fits in this less what the worker's running commands hold."""
@@ -168,6 +172,7 @@ class WorkerSettings:
                 values[name] = _convert(name, str(types[name]), raw, variable)
         values.update({k: v for k, v in overrides.items() if v is not None})
         values.setdefault("database_url", "")
+        values.setdefault("trace_propagation", traces.otlp_enabled(env))
         return cls(**values)  # type: ignore[arg-type]
 
 

@@ -49,7 +49,7 @@ from noetl.errors import NoetlError
 from noetl.runtime import placement
 from noetl.runtime.orchestration import Orchestrator
 from noetl.store.ports import Lease
-from noetl.telemetry import logs
+from noetl.telemetry import logs, traces
 from noetl.telemetry.metrics import Pusher, WorkerMetrics
 from noetl.worker.children import Children
 from noetl.worker.command import CommandRunner, failure, log_fields, report_of
@@ -120,10 +120,19 @@ class Worker:
             run_child=Children(self.database, self.orchestrator).run,
             sandbox=self.sandbox,
             metrics=self.metrics,
+            trace_headers=self._trace_headers if settings.trace_propagation else None,
         )
+        self.propagation = traces.Propagation()
         self._wake = asyncio.Event()
         self._beat_now = asyncio.Event()  # a cancel notification: heartbeat (and stop lost tasks) now
         self._registered = False
+
+    async def _trace_headers(self, lease: Lease) -> dict[str, str]:
+        headers = partial(
+            self.propagation.headers, execution_id=lease.execution_id, command_id=lease.command_id
+        )
+        found: dict[str, str] = await self.database.run("reading the execution's trace", headers)
+        return found
 
     @property
     def worker_id(self) -> str:
