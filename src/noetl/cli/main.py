@@ -603,6 +603,26 @@ def db_status(database_url: str | None, data_dir: str | None, as_json: bool) -> 
     sys.exit(admin.db_status(database_url, data_dir, as_json))
 
 
+@db.command("prune")
+@click.option(
+    "--older-than",
+    "older_than",
+    required=True,
+    metavar="DURATION",
+    help="Delete executions that ended more than DURATION ago (30d, 12h, 2w).",
+)
+@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+@database_options
+@json_option
+def db_prune(
+    older_than: str, dry_run: bool, database_url: str | None, data_dir: str | None, as_json: bool
+) -> None:
+    """Delete ended executions (events, commands, results) every export sink already has."""
+    from noetl.cli import admin
+
+    admin.db_prune(database_url, data_dir, older_than, dry_run, as_json)
+
+
 @db.command("stop")
 @click.option(
     "--data-dir",

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,7 +43,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from noetl import __version__
-from noetl.gateway import canonical, clients, lookup, policy
+from noetl.gateway import canonical, clients, lookup, policy, ui
 from noetl.gateway.identity import Authenticator, Unauthenticated
 from noetl.gateway.lookup import Refused
 from noetl.gateway.ratelimit import RateLimiter
@@ -99,6 +99,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
         proxies = clients.networks(settings.trusted_proxies)
         authenticator = Authenticator(settings, pool)
         app.state.gateway = Gateway(settings, pool, http, authenticator, limiter, preauth, proxies)
+        app.state.ui_sessions = ui.Sessions()
         try:
             yield
         finally:
@@ -108,6 +109,8 @@ def create_app(settings: GatewaySettings) -> Starlette:
     routes = [
         Route("/health", health, methods=["GET"]),
         Route("/noetl/{path:path}", forward, methods=METHODS),
+        Route("/ui/session", ui_session, methods=["GET", "POST", "DELETE"]),
+        *ui.file_routes(),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
 
@@ -186,8 +189,16 @@ async def _authenticate(gateway: Gateway, exchange: Exchange) -> policy.Principa
             "rate_limited",
             {"Retry-After": str(wait)},
         )
+    headers: Mapping[str, str] = exchange.request.headers
+    session = ui.session_of(exchange.request, exchange.request.app.state.ui_sessions)
+    if session is not None:  # a UI session: its credential, and the CSRF checks on actions
+        try:
+            ui.check_action(exchange.request, session)
+        except ui.SessionRefused as refused:
+            raise Refused(refused.status, refused.reason, refused.code) from None
+        headers = ui.credential_headers(session)
     try:
-        return await gateway.authenticator.principal(exchange.request.headers)
+        return await gateway.authenticator.principal(headers)
     except Unauthenticated as exc:
         gateway.preauth.take(exchange.client)
         raise Refused(
@@ -343,6 +354,64 @@ async def _audit(
             await auth.record(conn, actor, f"gateway.{action.kind}", decision, path[:1000], execution, detail)
     except Exception:  # the audit store being down must not hide the answer; it is logged
         log.exception("could not write the audit event for %s %s", request.method, path)
+
+
+async def ui_session(request: Request) -> Response:
+    """Sign in (POST), who is signed in (GET), sign out (DELETE): see :mod:`noetl.gateway.ui`."""
+    gateway: Gateway = request.app.state.gateway
+    sessions: ui.Sessions = request.app.state.ui_sessions
+    peer = request.client.host if request.client else None
+    exchange = Exchange(
+        request, clients.address(peer, request.headers.get("x-forwarded-for"), gateway.proxies)
+    )
+    exchange.action = policy.Action("session")
+    try:
+        if request.method == "POST":
+            credential = ui.credential_from(_ui_json(await _body(request, 65536)))
+            exchange.principal = principal = await _as(gateway, exchange, credential)
+            session_id, session = sessions.create(credential)
+            await _audit(gateway, exchange, "allowed", "signed in to the UI", None)
+            response = JSONResponse(ui.signed_in(principal, session))
+            ui.set_cookie(response, request, session_id)
+            return response
+        current = sessions.get(request.cookies.get(ui.COOKIE))
+        if current is None:
+            raise Refused(401, "not signed in (or the session expired)", "unauthenticated")
+        if request.method == "DELETE":
+            ui.check_action(request, current)
+            sessions.drop(request.cookies.get(ui.COOKIE))
+            response = JSONResponse({"signed_out": True})
+            ui.clear_cookie(response, request)
+            return response
+        exchange.principal = principal = await _as(gateway, exchange, current.credential)
+        return JSONResponse(ui.signed_in(principal, current))
+    except ui.SessionRefused as refused:
+        await _audit(gateway, exchange, "denied", refused.reason, refused.status)
+        return problem(refused.status, refused.reason, refused.code)
+    except Refused as refused:
+        await _audit(gateway, exchange, "denied", refused.reason, refused.status)
+        return problem(refused.status, refused.reason, refused.code, refused.headers)
+
+
+async def _as(gateway: Gateway, exchange: Exchange, credential: str) -> policy.Principal:
+    """The principal of a credential, under the same pre-authentication limit as the API."""
+    wait = gateway.preauth.waiting(exchange.client)
+    if wait:
+        raise Refused(
+            429, f"too many failed sign-ins from {exchange.client}; retry in {wait} s", "rate_limited"
+        )
+    try:
+        return await gateway.authenticator.principal({"authorization": f"Bearer {credential}"})
+    except Unauthenticated as exc:
+        gateway.preauth.take(exchange.client)
+        raise Refused(401, exc.reason, "unauthenticated") from None
+
+
+def _ui_json(body: bytes) -> object:
+    try:
+        return json.loads(body or b"{}")
+    except ValueError:
+        raise Refused(400, "the request body is not JSON", "invalid_request") from None
 
 
 def problem(status: int, reason: str, code: str, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -82,11 +82,14 @@ ROUTES: Final = (
     _route("POST", r"catalog/list", "read", filter_list=True),
     _route("POST", r"catalog/resource", "read", lookup="entry"),
     _route("POST", r"catalog/graph", "read", lookup="entry"),
+    # a playbook's input schema (the UI's run form): the playbook path is in the URL
+    _route("GET", r"catalog/(?P<url>.+)/(schema|ui_schema)", "read", lookup="url"),
     # executions
     _route("POST", r"execute", "execute", lookup="entry"),
     _route("GET", r"executions", "read", filter_list=True),
     _route("GET", r"executions/search", "read", filter_list=True),
-    _route("GET", r"executions/changes", "read", all_paths=True),
+    # the UI's change stream: the server keeps only the paths in the forwarded X-NoETL-Paths
+    _route("GET", r"executions/changes", "read"),
     _route("GET", EXECUTION, "read", lookup="execution", filter_list=True),
     _route("GET", EXECUTION + r"/(events|status|snapshot|timeline|log)", "read", lookup="execution"),
     _route("GET", EXECUTION + r"/stream", "read", lookup="execution"),

@@ -129,7 +129,10 @@ def _lifespan(settings: ServerSettings) -> Callable[[FastAPI], AbstractAsyncCont
             app.state.ui_feeds = live.ExecutionFeeds(pool)
             app.state.ui_list_feed = live.ListFeed(pool)
             app.state.scheduler = Scheduler(
-                context, tick=ready.scheduler_tick, aging_seconds=ready.priority_aging_seconds
+                context,
+                tick=ready.scheduler_tick,
+                aging_seconds=ready.priority_aging_seconds,
+                retention=ready.retention_seconds,
             )
             async with background(context, app.state.scheduler):
                 yield

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from noetl.dsl import durations
 from noetl.errors import UsageError
 from noetl.telemetry import traces
 
@@ -47,6 +48,7 @@ ENVIRONMENT = {
     "export_clickhouse_database": "NOETL_EXPORT_CLICKHOUSE_DATABASE",
     "export_batch": "NOETL_EXPORT_BATCH",
     "export_interval": "NOETL_EXPORT_INTERVAL",
+    "retention_seconds": "NOETL_RETENTION",
 }
 
 
@@ -127,6 +129,9 @@ class ServerSettings:
     """Events per export batch."""
     export_interval: float = 1.0
     """Seconds between export polls once the sink has caught up."""
+    retention_seconds: float = 0.0
+    """``NOETL_RETENTION`` (e.g. ``30d``): the scheduler's leader deletes, once an hour, executions
+    that ended longer ago and that every export sink has (0: keep everything)."""
     otlp_traces: bool = False
     """Send the spans of ended executions over OTLP/HTTP: on when ``OTEL_EXPORTER_OTLP_ENDPOINT`` or
     ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is set (and ``OTEL_TRACES_EXPORTER`` is not ``none``, nor
@@ -171,6 +176,15 @@ def _bool(raw: str) -> bool:
     raise ValueError(raw)
 
 
+def _duration(raw: str) -> float:
+    if raw.strip().lower() in ("0", "off", "none"):
+        return 0.0
+    try:
+        return durations.seconds(raw, "NOETL_RETENTION")
+    except UsageError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def _path(raw: str) -> Path:
     return Path(raw).expanduser()
 
@@ -192,4 +206,5 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "insecure_loopback": _bool,
     "export_batch": int,
     "export_interval": float,
+    "retention_seconds": _duration,
 }

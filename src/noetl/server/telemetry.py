@@ -10,7 +10,6 @@ window, else from PostgreSQL's event log; the answer says which (``source``).
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +17,7 @@ from fastapi import APIRouter
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, Field
 
+from noetl.dsl import durations
 from noetl.errors import SinkError, UsageError
 from noetl.server.context import Server, ServerContext
 from noetl.server.settings import ServerSettings
@@ -26,10 +26,6 @@ from noetl.store.db import Connection
 from noetl.telemetry import clickhouse, export, traces
 
 router = APIRouter(prefix="/api", tags=["telemetry"])
-
-WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-MAX_WINDOW_SECONDS = 10 * 365 * 86400.0
 
 
 def exporter(settings: ServerSettings, pool: AsyncConnectionPool[Connection]) -> export.Exporter | None:
@@ -56,13 +52,7 @@ def _events_sink(server: ServerContext) -> clickhouse.EventSink | None:
 
 def window_seconds(text: str) -> float:
     """``30m``, ``24h``, ``7d``, ``2w`` or plain seconds."""
-    match = WINDOW.match(text)
-    if match is None:
-        raise UsageError(f"window {text!r} is not a duration such as 30m, 24h or 7d", field="window")
-    seconds = float(match[1]) * UNITS[match[2]]
-    if not 0 < seconds <= MAX_WINDOW_SECONDS:
-        raise UsageError(f"window {text!r} must be more than 0 and at most 10 years", field="window")
-    return seconds
+    return durations.seconds(text, "window")
 
 
 class BackfillRequest(BaseModel):
