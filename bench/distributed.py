@@ -249,17 +249,29 @@ def wait_until(check: Callable[[], Any], what: str, timeout: float, interval: fl
 
 
 @contextmanager
-def running_cluster(database_url: str, logs: Path, concurrency: int) -> Iterator[Cluster]:
-    """``noetl server start`` and 2 ``noetl worker start`` processes; all stopped on exit."""
+def running_cluster(
+    database_url: str, logs: Path, concurrency: int, extra_env: dict[str, str] | None = None
+) -> Iterator[Cluster]:
+    """``noetl server start`` and 2 ``noetl worker start`` processes; all stopped on exit.
+
+    The server wants its service token from every caller (loopback too): the benchmark sets one and
+    sends it. ``extra_env`` adds settings for every process (e.g. telemetry sinks)."""
     import httpx
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    token = secrets.token_urlsafe(24)
     env = {k: v for k, v in os.environ.items() if not k.startswith("NOETL_")}
-    env.update(NOETL_DATABASE_URL=database_url, NOETL_DATA_DIR=str(logs / "data"), NOETL_SERVER_URL=url)
+    env.update(
+        NOETL_DATABASE_URL=database_url,
+        NOETL_DATA_DIR=str(logs / "data"),
+        NOETL_SERVER_URL=url,
+        NOETL_SERVICE_TOKEN=token,
+    )
+    env.update(extra_env or {})
     logs.mkdir(parents=True, exist_ok=True)
     processes: list[Process] = []
-    http = httpx.Client(base_url=url, timeout=60.0)
+    http = httpx.Client(base_url=url, timeout=60.0, headers={"Authorization": f"Bearer {token}"})
     try:
         server = spawn(
             "server", ["server", "start", "--port", str(port), "--log-level", "warning"], env, logs

@@ -192,3 +192,13 @@ class SinkError(NoetlError):
     @property
     def kind(self) -> str:
         return "sink"
+
+
+class Forbidden(NoetlError):
+    """The caller may not do this: a role or catalog path it was not given (403)."""
+
+    http_status = 403
+
+    @property
+    def kind(self) -> str:
+        return "forbidden"

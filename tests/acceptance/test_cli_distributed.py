@@ -222,10 +222,15 @@ def test_catalog_register_list_and_get(cluster: Cluster) -> None:
     file = cluster.write("catalog/chain.yaml", CHAIN.replace("acceptance/chain", "acceptance/catalog"))
     first = cluster.ok("catalog", "register", str(file))
     assert first.startswith("registered acceptance/catalog version 1 (catalog_id ")
+    again = cluster.ok("catalog", "register", str(file))  # the same text: no new version
+    assert again.startswith("unchanged: acceptance/catalog version 1 (catalog_id ")
+    original = file.read_text()
+    file.write_text(original + "# edited\n")
     second = json.loads(cluster.ok("catalog", "register", str(file), "--json"))
     assert (
         second["path"] == "acceptance/catalog" and second["version"] == 2 and second["catalog_id"].isdigit()
     )
+    assert second["unchanged"] is False
 
     entries = json.loads(cluster.ok("catalog", "list", "--json", "--path", "acceptance/catalog"))
     assert sorted(e["version"] for e in entries) == [1, 2]
@@ -236,7 +241,7 @@ def test_catalog_register_list_and_get(cluster: Cluster) -> None:
 
     assert cluster.ok("catalog", "get", "acceptance/catalog") == file.read_text()
     entry = json.loads(cluster.ok("catalog", "get", "acceptance/catalog", "--version", "1", "--json"))
-    assert entry["version"] == 1 and entry["content"] == file.read_text()
+    assert entry["version"] == 1 and entry["content"] == original
 
 
 def test_register_invalid_playbook_names_file_and_line(cluster: Cluster) -> None:

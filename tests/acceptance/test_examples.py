@@ -6,6 +6,8 @@ Every example opens with a comment header; these lines in it are read here:
     # expect: {"status": ...}       a JSON object that must be a subset of the --json outcome
     # steps: start, a, b            the executed steps, in any order (for parallel branches)
     # legacy: yes                   the file uses legacy syntax on purpose
+    # needs: s3, nats               services the example talks to: the test serves them (moto for S3,
+                                    NATS, ClickHouse) and passes their credentials in NOETL_CREDENTIALS_FILE
 
 ``expect`` and ``steps`` lines belong to the case above them; before any ``args`` line they belong
 to a case without arguments. "Subset" is recursive for objects (every expected key is present with a
@@ -46,6 +48,7 @@ class Case:
 class Header:
     cases: list[Case]
     legacy: bool
+    needs: list[str] = field(default_factory=list)
 
 
 def playbook_files() -> list[Path]:
@@ -57,6 +60,7 @@ def read_header(path: Path) -> Header:
     """The cases and flags of the leading comment block of ``path``."""
     cases: list[Case] = []
     legacy = False
+    needs: list[str] = []
     for line in path.read_text(encoding="utf-8").splitlines():
         if not line.startswith("#"):
             break
@@ -72,7 +76,9 @@ def read_header(path: Path) -> Header:
             cases[-1].steps = [name.strip() for name in value.split(",")]
         elif key == "legacy":
             legacy = value.lower() in ("yes", "true")
-    return Header(cases, legacy)
+        elif key == "needs":
+            needs = [name.strip() for name in value.split(",") if name.strip()]
+    return Header(cases, legacy, needs)
 
 
 def rel(path: Path) -> str:
@@ -88,9 +94,9 @@ def run_cases() -> list[Any]:
     return params
 
 
-def noetl(*args: str) -> subprocess.CompletedProcess[str]:
+def noetl(*args: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``python -m noetl ARGS`` from the repository root, without NOETL_* settings of the caller."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOETL_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOETL_")} | (extra or {})
     command = [sys.executable, "-m", "noetl", *args]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
@@ -125,9 +131,11 @@ def test_every_example_states_what_it_should_produce() -> None:
 
 
 @pytest.mark.parametrize(("path", "index"), run_cases())
-def test_example_runs_as_its_header_says(path: Path, index: int) -> None:
-    case = read_header(path).cases[index]
-    proc = noetl("run", rel(path), "--json", *case.args)
+def test_example_runs_as_its_header_says(path: Path, index: int, request: pytest.FixtureRequest) -> None:
+    header = read_header(path)
+    case = header.cases[index]
+    extra = request.getfixturevalue("example_services") if header.needs else None
+    proc = noetl("run", rel(path), "--json", *case.args, extra=extra)
     assert proc.stdout.strip(), f"no outcome on stdout (exit {proc.returncode}); stderr:\n{proc.stderr}"
     outcome = json.loads(proc.stdout)
     context = f"{rel(path)} {' '.join(case.args)}\nerror: {outcome.get('error')}\nstderr:\n{proc.stderr}"

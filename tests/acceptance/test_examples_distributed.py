@@ -34,15 +34,22 @@ def cluster(pg_database: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         yield running
 
 
-def noetl(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+def noetl(
+    cluster: Cluster, *args: str, extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "noetl", *args]
-    return subprocess.run(command, cwd=ROOT, env=cluster.env, capture_output=True, text=True, timeout=120)
+    env = cluster.env | (extra or {})
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.parametrize(("path", "index"), run_cases())
-def test_example_runs_distributed_as_its_header_says(cluster: Cluster, path: Path, index: int) -> None:
-    case = read_header(path).cases[index]
-    proc = noetl(cluster, "run", rel(path), "--runtime", "distributed", "--json", *case.args)
+def test_example_runs_distributed_as_its_header_says(
+    cluster: Cluster, path: Path, index: int, request: pytest.FixtureRequest
+) -> None:
+    header = read_header(path)
+    case = header.cases[index]
+    extra = request.getfixturevalue("example_services") if header.needs else None
+    proc = noetl(cluster, "run", rel(path), "--runtime", "distributed", "--json", *case.args, extra=extra)
     assert proc.stdout.strip(), f"no outcome on stdout (exit {proc.returncode}); stderr:\n{proc.stderr}"
     outcome = json.loads(proc.stdout)
     context = f"{rel(path)} {' '.join(case.args)}\nerror: {outcome.get('error')}\nstderr:\n{proc.stderr}"

@@ -7,11 +7,12 @@ with only what it assumes around it:
   needs PyPI, as a new user does); its second line is the CI entry point, checked against
   ``.ci/run`` rather than run (it would run this suite inside itself);
 * "Running playbooks" runs in a scratch directory holding a copy of ``examples/``;
-* "The distributed runtime" and "Behind the gateway" run together, in that order (the second uses
-  the server the first started), in a network namespace of their own (``unshare -n``): the
+* "The distributed runtime", "Behind the gateway" and "Scheduling" run together, in that order (the
+  later ones use the server the first started), in a network namespace of their own (``unshare -n``): the
   commands' fixed ports 8082 and 8080 are then free whatever else runs on this machine, and
   nothing leaves the namespace. The embedded PostgreSQL lives in a private ``NOETL_DATA_DIR``.
   The environment, not the text, is what the test adapts (``NOETL_DATA_DIR``, ``HOME``, ``PATH``).
+* docs/cli.md's distributed quick start runs the same way;
 * docs/security.md's five-minute block runs the same way; its ``pip install -e .`` line meets a
   ``pip`` on ``PATH`` that only checks this checkout is the installed one (the install itself is
   the quick start's, tested above).
@@ -111,12 +112,8 @@ def explain(done: subprocess.CompletedProcess[str]) -> str:
 
 
 def test_the_readme_has_the_blocks_this_test_runs() -> None:
-    assert set(README_BLOCKS) >= {
-        "NoETL",
-        "Running playbooks",
-        "The distributed runtime",
-        "Behind the gateway",
-    }
+    expected = {"NoETL", "Running playbooks", "The distributed runtime", "Behind the gateway", "Scheduling"}
+    assert set(README_BLOCKS) == expected  # a new block needs a test here
 
 
 def test_ci_runs_the_quick_starts_test_line() -> None:
@@ -164,7 +161,9 @@ needs_netns = pytest.mark.skipif(
 
 @needs_netns
 def test_distributed_and_gateway_blocks(scratch: Path) -> None:
-    script = README_BLOCKS["The distributed runtime"] + README_BLOCKS["Behind the gateway"]
+    script = "".join(
+        README_BLOCKS[t] for t in ("The distributed runtime", "Behind the gateway", "Scheduling")
+    )
     done = run_script(script, scratch, environment(scratch), isolated=True)
     assert done.returncode == 0, explain(done)
     out = done.stdout
@@ -173,6 +172,7 @@ def test_distributed_and_gateway_blocks(scratch: Path) -> None:
     assert "playbook.completed" in out, explain(done)  # noetl events $ID --follow
     assert '"executions"' in out or "[]" in out or "finance" in out, explain(done)  # the curl
     assert re.search(r"^\d{6,}$", out, re.M), explain(done)  # exec finance/report printed an id
+    assert "resource pg_pool" in out, explain(done)  # the scheduling block ran to its end
     # the embedded PostgreSQL did not outlive the server and worker that used it
     assert not (scratch / "data" / "pg" / "postmaster.pid").exists(), explain(done)
 
@@ -193,3 +193,11 @@ def test_security_five_minute_block(scratch: Path) -> None:
     done = run_script(block, scratch, env, isolated=True)
     assert done.returncode == 0, explain(done)
     assert "finance/report" in done.stdout, explain(done)  # executions list through the gateway
+
+
+@needs_netns
+def test_cli_docs_distributed_block(scratch: Path) -> None:
+    block = bash_blocks(ROOT / "docs" / "cli.md")["A distributed quick start"]
+    done = run_script(block, scratch, environment(scratch), isolated=True)
+    assert done.returncode == 0, explain(done)
+    assert '"status": "COMPLETED"' in done.stdout and "playbook.completed" in done.stdout, explain(done)

@@ -153,8 +153,9 @@ def test_http_result_shape_and_body_paths(noetl_run, http_server):
     )
     assert r.status == "COMPLETED", r.stderr
     fetch = r.results["fetch"]
-    assert set(fetch) == {"status_code", "headers", "data"}
+    assert set(fetch) == {"status_code", "headers", "data", "body"}  # DECISIONS 8 (amended): body too
     assert fetch["status_code"] == 200 and fetch["data"] == {"items": [1, 2], "has_more": False}
+    assert fetch["body"] == fetch["data"]  # upstream's fixtures read response.body.field
     assert r.results["count"] == [2, 200]
 
 
@@ -199,7 +200,66 @@ def test_pipeline_result_is_map_by_task_name(noetl_run):
             code: "result = prev + 1"
     """
     )
-    assert r.results["start"] == {"one": {"v": 1}, "task_1": 2}
+    # DECISIONS 8 (amended): each map result's fields are merged in as well
+    assert r.results["start"] == {"one": {"v": 1}, "task_1": 2, "v": 1}
+
+
+def test_pipeline_result_merges_task_fields_last_task_wins(noetl_run):
+    r = noetl_run(
+        HEAD
+        + """
+    workflow:
+      - step: start
+        tool:
+          - name: fetch
+            kind: python
+            code: "result = {'status': 'fetched', 'rows': [1, 2], 'collect': 'not a task name'}"
+          - name: collect
+            kind: python
+            code: "result = {'status': 'collected', 'count': 2}"
+        next: [{step: check}]
+      - step: check
+        tool:
+          kind: python
+          input: {status: "{{ start.status }}", rows: "{{ start.rows }}", n: "{{ start.collect.count }}"}
+          code: "result = [status, rows, n]"
+    """
+    )
+    assert r.status == "COMPLETED", r.stderr
+    assert r.results["start"] == {
+        "fetch": {"status": "fetched", "rows": [1, 2], "collect": "not a task name"},
+        "collect": {"status": "collected", "count": 2},
+        "status": "collected",
+        "rows": [1, 2],
+        "count": 2,
+    }
+    assert r.results["check"] == ["collected", [1, 2], 2]
+
+
+def test_pipeline_task_set_reads_its_result_as_output(noetl_run):
+    r = noetl_run(
+        HEAD
+        + """
+    workflow:
+      - step: start
+        tool:
+          - name: fetch
+            kind: python
+            code: "result = {'items': [1, 2, 3], 'status': 'mine'}"
+            set: {ctx.n: "{{ output.items | length }}", ctx.s: "{{ output.status }}", ctx.d: "{{ output.data.items }}"}
+            spec:
+              policy:
+                rules:
+                  - when: "{{ output.status == 'ok' }}"
+                    then: {do: continue, set: {ctx.policy_saw: "{{ output.status }}"}}
+          - name: done
+            kind: noop
+    """
+    )
+    assert r.status == "COMPLETED", r.stderr
+    variables = r.outcome["variables"]
+    assert (variables["n"], variables["s"], variables["d"]) == (3, "mine", [1, 2, 3])
+    assert variables["policy_saw"] == "ok"
 
 
 def test_duckdb_query_statement_and_last_statement(noetl_run, tmp_path):
@@ -255,3 +315,23 @@ def test_postgres_results_and_bind_params(noetl_run, pg_database):
         "rows": [{"id": 1, "name": "O'Brien; drop table people"}],
         "row_count": 1,
     }
+
+
+def test_lenient_playbook_renders_undefined_empty_with_a_warning(noetl_run):
+    """DECISIONS 10 (amended): executor.spec.undefined: lenient, on both runtimes."""
+    r = noetl_run(
+        HEAD
+        + """
+    executor: {spec: {undefined: lenient}}
+    workflow:
+      - step: start
+        tool:
+          kind: python
+          input: {v: "{{ no_such.field }}", t: "x={{ nothing_here }}"}
+          code: "result = [v, t]"
+    """
+    )
+    assert r.status == "COMPLETED", r.stderr
+    assert r.results["start"] == [None, "x="]
+    warned = sorted(e["data"]["variable"] for e in r.of("template.warning"))
+    assert warned == ["no_such", "nothing_here"]

@@ -13,7 +13,9 @@ a database of its own, breaks something on purpose and checks what the event log
 * replay (``/api/replay/state``) of a finished execution equals the live outcome, with a checksum
   that is the same on every call and after a server restart;
 * cancelling a parent cancels the child started by its ``kind: playbook`` task, and stops the
-  child's running command.
+  child's running command;
+* a parent's call parked while its child runs comes back once the child (whose worker died) ends,
+  and attaches to that child.
 
 Steps that must stay running wait for a "gate" file the test creates (and write a marker or
 their pid first), so each test knows exactly where the execution stands when it strikes, and
@@ -860,8 +862,9 @@ workflow:
 def test_a_parent_command_that_runs_again_attaches_to_its_child_instead_of_starting_another(
     database: str, tmp_path: Path, gates: Path
 ) -> None:
-    """The worker waiting for a child dies; the parent's command runs again on the other worker
-    (at-least-once) and waits for the same child: one child execution, one run of its step."""
+    """The parent's call is parked while its child runs (no worker holds it); the worker running the
+    child's step dies; the child's command runs again on the other worker, the child ends, and the
+    parent's command runs again and attaches to that same child: one child execution, one result."""
     marker, gate = gates / "child.runs", gates / "child.gate"
     child_text = CHILD.replace("GATED_COMMAND", gated(marker, gate, "echo child-done"))
     with (
@@ -872,38 +875,41 @@ def test_a_parent_command_that_runs_again_attaches_to_its_child_instead_of_start
         api.register(playbook("failures/parent_once", PARENT_OF_ONE))
         parent_id = api.execute("failures/parent_once")
         wait_until(lambda: marker.exists() and marker.read_text().strip(), "the child's step to start")
-        [(holder, child_holder)] = rows(
-            database,
-            "SELECT r.name, (SELECT r2.name FROM noetl.command c2 JOIN noetl.execution e"
-            " ON e.execution_id = c2.execution_id JOIN noetl.runtime r2 ON r2.worker_id = c2.worker_id"
-            " WHERE e.parent_execution_id = c.execution_id AND c2.status = 'leased')"
-            " FROM noetl.command c JOIN noetl.runtime r ON r.worker_id = c.worker_id"
-            " WHERE c.execution_id = %s AND c.step = 'start' AND c.status = 'leased'",
-            int(parent_id),
-        )
-        victim = cluster.worker(holder)
-        assert victim.kill() == -signal.SIGKILL
 
-        # the reaper returns the parent's command; it runs again on the other worker, which finds
-        # the child its first run started (a second child would start its step and add a line)
-        def rerun() -> bool:
+        def parked() -> bool:
             found = rows(
                 database,
-                "SELECT attempt, status FROM noetl.command WHERE execution_id = %s AND step = 'start'",
+                "SELECT status, worker_id, attempt FROM noetl.command"
+                " WHERE execution_id = %s AND step = 'start'",
                 int(parent_id),
             )
-            return found == [(2, "leased")]
+            return found == [("waiting", None, 0)]  # no worker, and the attempt it used given back
 
-        wait_until(rerun, "the parent's command to run again")
+        wait_until(parked, "the parent's call to be parked")
+        [(child_holder,)] = rows(
+            database,
+            "SELECT r.name FROM noetl.command c JOIN noetl.execution e ON e.execution_id = c.execution_id"
+            " JOIN noetl.runtime r ON r.worker_id = c.worker_id"
+            " WHERE e.parent_execution_id = %s AND c.status = 'leased'",
+            int(parent_id),
+        )
+        assert cluster.worker(child_holder).kill() == -signal.SIGKILL
         gate.touch()
         status = api.finished(parent_id)
         children = api.get("/api/executions", parent_execution_id=parent_id)["executions"]
         events = api.events(parent_id)
+        [(attempt,)] = rows(
+            database,
+            "SELECT attempt FROM noetl.command WHERE execution_id = %s AND step = 'start'",
+            int(parent_id),
+        )
 
     assert status["status"] == "COMPLETED", status
     assert len(children) == 1, children
-    if child_holder != holder:  # the child's own command was not on the killed worker: it ran once
-        assert len(marker.read_text().split()) == 1
+    assert len(marker.read_text().split()) == 2  # the child's step ran again after the kill
+    assert attempt == 1  # waiting cost no attempt: the parent's command ran (to its end) once more
+    waits = [e for e in events if e["event_type"] == ev.CALL_WAITING]
+    assert [w["data"]["wait"]["execution_id"] for w in waits] == [children[0]["execution_id"]]
     assert "child-done" in json.dumps(status["result"]), status["result"]
     assert children[0]["status"] == "COMPLETED"
     assert_log_is_clean(events)

@@ -12,7 +12,6 @@ import json
 from collections.abc import Iterator
 from urllib.parse import quote, quote_plus
 
-import httpx
 import psycopg
 import pytest
 
@@ -205,9 +204,7 @@ workflow:
 def test_secrets_passed_to_a_sub_playbook_are_not_stored(secured: Secured) -> None:
     """Item 9: the child's payload, playbook.initialized event, command context and API answer."""
     put(secured, "child_cred", "postgres", {"db_host": "127.0.0.1", "db_password": CHILD})
-    registered = httpx.post(
-        f"{secured.cluster.url}/api/catalog/register", json={"content": CHILD_PLAYBOOK}, timeout=30
-    )
+    registered = secured.direct("POST", "/api/catalog/register", json={"content": CHILD_PLAYBOOK})
     assert registered.status_code == 200, registered.text
     parent = run(secured, "subpb/parent", PARENT)
     assert parent["status"] == "COMPLETED", parent

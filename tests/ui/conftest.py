@@ -80,10 +80,15 @@ HELLO = textwrap.dedent(
     apiVersion: noetl.io/v2
     kind: Playbook
     metadata: {name: ui_hello, path: ops/ui_hello}
-    workload: {name: world}
+    workload:
+      name: world
+      tone: plain   # ui:enum=[plain,loud]
     workflow:
       - step: start
-        tool: {kind: python, input: {name: "{{ name }}"}, code: "result = {'greeting': 'hello ' + name}"}
+        tool:
+          kind: python
+          input: {name: "{{ name }}", tone: "{{ tone }}"}
+          code: "result = {'greeting': ('hello ' + name).upper() if tone == 'loud' else 'hello ' + name}"
     """
 )
 

@@ -12,6 +12,7 @@ credentials, so a server and workers on one machine find both without configurat
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 from dataclasses import replace
@@ -106,6 +107,7 @@ def start_worker(
     python_workers: int | None,
     key_file: str | None,
     decide: bool | None = None,
+    python_memory_mb: int | None = None,
     resources: str | None = None,
     task_user: str | None = None,
     python_scope_depth: int | None = None,
@@ -128,6 +130,7 @@ def start_worker(
         name=name,
         grace_seconds=grace,
         python_workers=python_workers,
+        python_memory_mb=python_memory_mb,
         encryption_key_file=key_file or default_key_file(env, data, embedded),
         decide=decide,
         resources=parse_resources(resources) if resources else None,
@@ -207,6 +210,40 @@ def db_status(database: str | None, data: str | None, as_json: bool) -> int:
         if report["pending"]:
             click.echo("run `noetl db migrate` to apply the pending migrations", err=True)
     return 1 if report["pending"] else 0
+
+
+def db_prune(database: str | None, data: str | None, older_than: str, dry_run: bool, as_json: bool) -> None:
+    """``noetl db prune --older-than 30d [--dry-run]``: delete ended executions that every export
+    sink has; prints what went (or would go) and the tables' sizes before and after."""
+    from datetime import UTC, datetime, timedelta
+
+    from noetl.dsl import durations
+    from noetl.store import db, prune
+
+    cutoff = datetime.now(UTC) - timedelta(seconds=durations.seconds(older_than, "--older-than"))
+    url = database_url(database, data)
+
+    async def run() -> prune.Pruned:
+        async with await db.connect(url) as conn:
+            return await prune.prune(conn, cutoff, dry_run=dry_run)
+
+    found = asyncio.run(run())
+    if as_json:
+        click.echo(
+            json.dumps({"dry_run": dry_run, "cutoff": cutoff.isoformat(), **dataclasses.asdict(found)})
+        )
+        return
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(
+        f"{verb} {found.executions} executions that ended before {cutoff:%Y-%m-%d %H:%M} UTC: "
+        f"{found.events} events, {found.commands} commands, {found.results} stored results"
+    )
+    if found.held_for_export:
+        click.echo(f"kept {found.held_for_export} old enough that an export sink has not taken yet")
+    for table, before in found.sizes_before.items():
+        click.echo(
+            f"  {table:<10} {before / 1e6:10.1f} MB -> {found.sizes_after.get(table, 0) / 1e6:10.1f} MB"
+        )
 
 
 def db_stop(data: str | None) -> None:

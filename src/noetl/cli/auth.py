@@ -100,9 +100,19 @@ def token_list(database_url: str | None, data_dir: str | None, as_json: bool) ->
     if as_json:
         click.echo(json.dumps(found))
         return
-    for key in found:
-        state = "revoked" if key["revoked_at"] else "active"
-        click.echo(f"{key['name']}\t{key['role']}\t{','.join(key['paths'])}\t{key['prefix']}...\t{state}")
+    from noetl.cli.remote import table
+
+    rows = [
+        [
+            key["name"],
+            key["role"],
+            ",".join(key["paths"]),
+            f"{key['prefix']}...",
+            "revoked" if key["revoked_at"] else "active",
+        ]
+        for key in found
+    ]
+    table(["NAME", "ROLE", "PATHS", "PREFIX", "STATE"], rows)
 
 
 @token.command("revoke")

@@ -107,7 +107,9 @@ class Client:
             gateway, api_key = _global_gateway()
         self.gateway = bool(gateway)
         self.base_url = (gateway or base_url).rstrip("/")
-        if not gateway and api_key is None:
+        # A local server's token file may appear only once it has started (see _send).
+        self._finds_token = not gateway and api_key is None
+        if self._finds_token:
             api_key = service_token(self.base_url)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers)
@@ -303,8 +305,15 @@ class Client:
         from noetl.cli import starting
         from noetl.cli.admin import data_dir
 
+        def attempt() -> httpx.Response:
+            if self._finds_token and "Authorization" not in self._http.headers:
+                token = service_token(self.base_url)  # written by a server that was still starting
+                if token:
+                    self._http.headers["Authorization"] = f"Bearer {token}"
+            return self._http.request(method, path, json=json, params=params)
+
         return starting.patiently(
-            lambda: self._http.request(method, path, json=json, params=params),
+            attempt,
             lambda exc: isinstance(exc, httpx.ConnectError),
             self.base_url,
             data_dir(os.environ.get("NOETL_DATA_DIR")),

@@ -31,7 +31,7 @@ from types import FrameType
 from typing import IO, Any
 
 from noetl.cli import remote
-from noetl.cli.client import ApiError, Client, JSONObject, NotFound, ServerUnreachable
+from noetl.cli.client import ApiError, Client, JSONObject, ServerUnreachable
 from noetl.cli.run import Reporter, build_payload, outcome
 from noetl.dsl.model import Playbook, Task
 from noetl.engine import events as ev
@@ -67,7 +67,7 @@ def main(
     from noetl.runtime import loader
 
     playbook = loader.load(playbook_file, strict=strict)
-    data = build_payload(sets, payload)
+    data = build_payload(sets, payload, playbook.workload, strict=strict)
     creds = remote.credentials_file(credentials) if credentials else {}
     directories = [Path(playbook_file).resolve().parent, *(Path(d) for d in catalogs)]
     reporter = Reporter(None, human=not as_json)
@@ -111,17 +111,7 @@ def publish(client: Client, file: str, playbook: Playbook, directories: Iterable
 
 def ensure_registered(client: Client, file: str) -> JSONObject:
     """The catalog entry holding exactly ``file``'s content: the latest version if equal, else a new one."""
-    from noetl.runtime import loader
-
-    text = remote.read_text(file)
-    path = loader.parse(text, source=file).path
-    try:
-        latest = client.catalog_entry(path=path)
-    except NotFound:
-        latest = None
-    if latest is not None and latest.get("content") == text:
-        return latest
-    return remote.register_file(client, file)
+    return remote.register_if_changed(client, file)[0]
 
 
 def sub_playbook_files(file: str, playbook: Playbook, directories: Iterable[Path]) -> list[Path]:
@@ -184,14 +174,14 @@ class PlaybookIndex:
         from noetl.runtime import loader
 
         files: dict[str, Path] = {}
-        for directory in self.directories:
-            for file in sorted(directory.glob("*.y*ml")):
-                try:
-                    playbook = loader.load(file)
-                except NoetlError:
-                    continue  # not a playbook, or a broken one: it cannot be the one asked for
-                files.setdefault(playbook.path, file.resolve())
-                files.setdefault(playbook.name, file.resolve())
+        # the first directory is the playbook's own (searched flat); --catalog ones with subdirectories
+        for file in loader.yaml_files(self.directories[:1], self.directories[1:]):
+            try:
+                playbook = loader.load(file)
+            except NoetlError:
+                continue  # not a playbook, or a broken one: it cannot be the one asked for
+            files.setdefault(playbook.path, file.resolve())
+            files.setdefault(playbook.name, file.resolve())
         self._files = files
         return files
 

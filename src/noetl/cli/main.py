@@ -78,9 +78,14 @@ def cli(gateway: str | None, api_key: str | None) -> None:
 
 
 @cli.command()
-@click.argument("playbook", type=click.Path(dir_okay=False))
+@click.argument("playbook", type=click.Path())
 @click.option(
-    "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set a workload key (YAML scalar or JSON)."
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set a workload key (YAML scalar or JSON); a.b=1 sets b inside a. A key the workload does "
+    "not declare is a warning (an error with --strict).",
 )
 @click.option("--payload", "--workload", "payload", metavar="JSON", help="Workload keys as a JSON object.")
 @click.option(
@@ -97,13 +102,20 @@ def cli(gateway: str | None, api_key: str | None) -> None:
     type=click.Path(file_okay=False),
     envvar="NOETL_CATALOG",
     show_envvar=True,
-    help="Directory searched for sub-playbooks (repeatable; distributed: the ones called are registered).",
+    help=(
+        "Directory searched, with its subdirectories, for sub-playbooks (repeatable; distributed: "
+        "the ones called are registered)."
+    ),
 )
 @click.option(
     "--events", "events_file", type=click.Path(dir_okay=False), help="Write the event log as JSON lines."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as one JSON object.")
-@click.option("--strict", is_flag=True, help="Reject legacy syntax instead of rewriting it.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Reject legacy syntax instead of rewriting it, and --set keys the workload does not declare.",
+)
 @click.option(
     "--runtime",
     "-r",
@@ -131,6 +143,15 @@ def cli(gateway: str | None, api_key: str | None) -> None:
     help="Processes in the python tool pool [default: CPU count, at least 2].",
 )
 @click.option(
+    "--python-memory-mb",
+    type=click.IntRange(min=16),
+    default=1024,
+    metavar="MB",
+    envvar="NOETL_PYTHON_MEMORY_MB",
+    show_envvar=True,
+    help="Address-space cap of each python task's process (a task's memory_mb overrides it).",
+)
+@click.option(
     "--file-root",
     "file_roots",
     multiple=True,
@@ -139,6 +160,17 @@ def cli(gateway: str | None, api_key: str | None) -> None:
     show_envvar=True,
     help="Directory the file tool may use (repeatable; the variable is ':'-separated) [default: the "
     "working directory]. Distributed: set it on the workers.",
+)
+@click.option(
+    "--undefined",
+    "undefined",
+    type=click.Choice(["strict", "lenient"]),
+    default="strict",
+    envvar="NOETL_TEMPLATE_UNDEFINED",
+    show_envvar=True,
+    help="Rendering an undefined value into a task: strict fails the task; lenient (upstream's) renders "
+    "it empty with a template.warning. A playbook's executor.spec.undefined wins [default: strict]. "
+    "Distributed: set it on the workers.",
 )
 def run(
     playbook: str,
@@ -153,7 +185,9 @@ def run(
     server_url: str,
     max_parallel: int,
     python_workers: int | None,
+    python_memory_mb: int,
     file_roots: tuple[str, ...],
+    undefined: str,
 ) -> None:
     """Run PLAYBOOK in this process (no server, no database), or with --runtime distributed on a server."""
     if runtime == "distributed":
@@ -185,25 +219,38 @@ def run(
         strict=strict,
         max_parallel=max_parallel,
         python_workers=python_workers,
+        python_memory_mb=python_memory_mb,
         file_roots=file_roots,
+        undefined=undefined,
     )
     sys.exit(code)
 
 
 @cli.command()
-@click.argument("playbooks", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("playbooks", nargs=-1, required=True, type=click.Path())
 @click.option("--strict", is_flag=True, help="Reject legacy syntax instead of rewriting it.")
+@click.option(
+    "--catalog",
+    "catalogs",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    envvar="NOETL_CATALOG",
+    show_envvar=True,
+    help="Directory of sub-playbooks: a sub-playbook path found in none of them is an error.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per playbook.")
-def validate(playbooks: tuple[str, ...], strict: bool, as_json: bool) -> None:
+def validate(playbooks: tuple[str, ...], strict: bool, catalogs: tuple[str, ...], as_json: bool) -> None:
     """Check playbooks without running them; exit 2 if any is invalid."""
     import json
 
     from noetl.runtime import loader
+    from noetl.runtime.lint import lint
 
     failed = 0
     for path in playbooks:
         try:
             pb = loader.load(path, strict=strict)
+            findings = lint(pb, path, catalogs)
         except NoetlError as exc:
             failed += 1
             if as_json:
@@ -211,14 +258,33 @@ def validate(playbooks: tuple[str, ...], strict: bool, as_json: bool) -> None:
             else:
                 click.echo(f"✗ {exc}", err=True)
             continue
+        if findings.errors:
+            failed += 1
+            if as_json:
+                errors = [e.to_dict() for e in findings.errors]
+                click.echo(json.dumps({"file": path, "valid": False, "error": errors[0], "errors": errors}))
+            else:
+                for error in findings.errors:
+                    click.echo(f"✗ {error}", err=True)
+            continue
         if as_json:
             click.echo(
-                json.dumps({"file": path, "valid": True, "path": pb.path, "warnings": list(pb.warnings)})
+                json.dumps(
+                    {
+                        "file": path,
+                        "valid": True,
+                        "path": pb.path,
+                        "warnings": list(pb.warnings),
+                        "notes": list(findings.notes),
+                    }
+                )
             )
         else:
             click.echo(f"✓ {path} ({pb.path}, {len(pb.workflow)} steps)")
             for warning in pb.warnings:
                 click.echo(f"  warning: {warning}")
+            for note in findings.notes:
+                click.echo(f"  note: {note}")
     sys.exit(2 if failed else 0)
 
 
@@ -401,6 +467,15 @@ def worker() -> None:
     help="Processes in the python tool pool [default: CPU count].",
 )
 @click.option(
+    "--python-memory-mb",
+    type=click.IntRange(min=16),
+    default=None,
+    metavar="MB",
+    envvar="NOETL_WORKER_PYTHON_MEMORY_MB",
+    show_envvar=True,
+    help="Address-space cap of each python task's process (a task's memory_mb overrides it) [default: 1024].",
+)
+@click.option(
     "--decide/--no-decide",
     default=None,
     envvar="NOETL_WORKER_DECIDE",
@@ -448,6 +523,7 @@ def worker_start(
     grace: float,
     name: str | None,
     python_workers: int | None,
+    python_memory_mb: int | None,
     decide: bool | None,
     resources: str | None,
     task_user: str | None,
@@ -470,6 +546,7 @@ def worker_start(
         name=name,
         grace=grace,
         python_workers=python_workers,
+        python_memory_mb=python_memory_mb,
         key_file=encryption_key_file,
         decide=decide,
         resources=resources,
@@ -526,6 +603,26 @@ def db_status(database_url: str | None, data_dir: str | None, as_json: bool) -> 
     sys.exit(admin.db_status(database_url, data_dir, as_json))
 
 
+@db.command("prune")
+@click.option(
+    "--older-than",
+    "older_than",
+    required=True,
+    metavar="DURATION",
+    help="Delete executions that ended more than DURATION ago (30d, 12h, 2w).",
+)
+@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+@database_options
+@json_option
+def db_prune(
+    older_than: str, dry_run: bool, database_url: str | None, data_dir: str | None, as_json: bool
+) -> None:
+    """Delete ended executions (events, commands, results) every export sink already has."""
+    from noetl.cli import admin
+
+    admin.db_prune(database_url, data_dir, older_than, dry_run, as_json)
+
+
 @db.command("stop")
 @click.option(
     "--data-dir",
@@ -550,7 +647,7 @@ def catalog() -> None:
 
 
 @catalog.command("register")
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=click.Path())
 @server_url_option
 @json_option
 def catalog_register(files: tuple[str, ...], server_url: str, as_json: bool) -> None:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 
 @click.command()
-@click.argument("playbooks", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("playbooks", nargs=-1, required=True, type=click.Path())
 @click.option("--write", is_flag=True, help="Rewrite each file in place instead of printing it.")
 @click.option("--check", is_flag=True, help="Change nothing; exit 1 if any file uses legacy syntax.")
 @click.option("--quiet", "-q", is_flag=True, help="Do not list the rewrites on stderr.")

@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import click
 
-from noetl.cli.client import Client, Conflict, JSONObject
+from noetl.cli.client import Client, Conflict, JSONObject, NotFound
 from noetl.engine import events as ev
 from noetl.errors import Location, PlaybookError, UsageError
 
@@ -30,15 +30,33 @@ PAGE_SIZE: Final = 500
 
 
 def register(client: Client, files: Sequence[str], as_json: bool) -> None:
-    """``noetl catalog register FILE...``: one line (or JSON object) per registered playbook."""
+    """``noetl catalog register FILE...``: one line (or JSON object) per playbook; a file equal to
+    its path's latest version is reported ``unchanged`` and makes no new version."""
     for file in files:
-        entry = register_file(client, file)
+        entry, unchanged = register_if_changed(client, file)
         if as_json:
-            emit(entry)
+            emit({**{k: v for k, v in entry.items() if k != "content"}, "unchanged": unchanged})
         else:
+            said = "unchanged:" if unchanged else "registered"
             click.echo(
-                f"registered {entry['path']} version {entry['version']} (catalog_id {entry['catalog_id']})"
+                f"{said} {entry['path']} version {entry['version']} (catalog_id {entry['catalog_id']})"
             )
+
+
+def register_if_changed(client: Client, file: str) -> tuple[JSONObject, bool]:
+    """The catalog entry holding exactly ``file``'s content, and whether it was there already (the
+    latest version of its path): only a changed file becomes a new version."""
+    from noetl.runtime import loader
+
+    text = read_text(file)
+    path = loader.parse(text, source=file).path
+    try:
+        latest = client.catalog_entry(path=path)
+    except NotFound:
+        latest = None
+    if latest is not None and latest.get("content") == text:
+        return latest, True
+    return register_file(client, file), False
 
 
 def register_file(client: Client, file: str) -> JSONObject:
@@ -101,11 +119,7 @@ def status(client: Client, execution_id: str, as_json: bool) -> None:
     progress = found.get("progress") or {}
     click.echo(f"execution {found['execution_id']} {found['status']}")
     click.echo(f"  current step: {found.get('current_step') or '-'}")
-    counts = {key: progress.get(f"{key}_steps", 0) for key in ("completed", "running", "failed", "total")}
-    click.echo(
-        f"  steps: {counts['completed']} completed, {counts['running']} running, {counts['failed']} failed, "
-        f"of {counts['total']}"
-    )
+    click.echo(f"  steps: {step_counts(progress)}")
     for stalled in found.get("stalled") or ():
         for reason in stalled.get("reasons") or ():
             waited = stalled.get("waiting_seconds")
@@ -114,6 +128,15 @@ def status(client: Client, execution_id: str, as_json: bool) -> None:
         click.echo(f"  error: {json.dumps(found['error'], default=str)}")
     if found.get("result") is not None:
         click.echo(f"  result: {json.dumps(found['result'], default=str)}")
+
+
+def step_counts(progress: Mapping[str, Any]) -> str:
+    """``4 completed, 0 running, 0 failed, 1 skipped, of 5`` (cancelled too, when there are some)."""
+    names = ("completed", "running", "failed", "skipped")
+    counts = [f"{progress.get(f'{key}_steps', 0)} {key}" for key in names]
+    if progress.get("cancelled_steps"):
+        counts.append(f"{progress['cancelled_steps']} cancelled")
+    return f"{', '.join(counts)}, of {progress.get('total_steps', 0)}"
 
 
 def show_events(
@@ -341,6 +364,8 @@ def read_text(file: str) -> str:
     try:
         with open(file, encoding="utf-8") as handle:
             return handle.read()
+    except IsADirectoryError:
+        raise UsageError(f"'{file}' is a directory, not a playbook file (give its YAML files)") from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise UsageError(f"cannot read {file}: {reason}") from None

@@ -12,11 +12,15 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import IO, Any
 
 from noetl.engine import events as ev
 from noetl.errors import NoetlError, UsageError
+
+ERROR_LINES = 5
+ERROR_CHARS = 600
 
 
 def parse_value(text: str) -> Any:
@@ -36,8 +40,20 @@ def parse_value(text: str) -> Any:
     return text
 
 
-def build_payload(sets: tuple[str, ...], payload: str | None) -> dict[str, Any]:
-    """DECISIONS 23: ``--payload`` keys, then each ``--set``, replace workload keys at the top level."""
+def build_payload(
+    sets: tuple[str, ...],
+    payload: str | None,
+    workload: Mapping[str, Any] | None = None,
+    *,
+    strict: bool = False,
+) -> dict[str, Any]:
+    """DECISIONS 23: ``--payload`` keys, then each ``--set``, replace workload keys at the top level.
+
+    ``--set a.b=1`` sets ``b`` inside ``a`` (the rest of the workload's ``a`` is kept) unless the
+    workload declares the key ``a.b`` itself. Given the playbook's ``workload``, a ``--set`` key it
+    does not declare is a warning on stderr (a typo would otherwise run with the default), and an
+    error with ``strict``.
+    """
     out: dict[str, Any] = {}
     if payload:
         try:
@@ -49,10 +65,48 @@ def build_payload(sets: tuple[str, ...], payload: str | None) -> dict[str, Any]:
         out.update(loaded)
     for item in sets:
         key, eq, value = item.partition("=")
-        if not eq or not key.strip():
+        key = key.strip()
+        if not eq or not key:
             raise UsageError(f"--set expects KEY=VALUE, got {item!r}", field="--set")
-        out[key.strip()] = parse_value(value)
+        path = [key] if workload is not None and key in workload else key.split(".")
+        if workload is not None and path[0] not in workload:
+            _undeclared(path[0], workload, strict)
+        _set_path(out, path, parse_value(value), workload or {}, item)
     return out
+
+
+def _set_path(
+    out: dict[str, Any], path: list[str], value: Any, workload: Mapping[str, Any], item: str
+) -> None:
+    """Set ``out[a][b]...`` to ``value``; a map on the way starts as the workload's (copied)."""
+    import copy
+
+    target, defaults = out, workload
+    for depth, name in enumerate(path[:-1]):
+        if not name:
+            raise UsageError(f"--set {item!r}: empty key segment", field="--set")
+        if name not in target:
+            target[name] = copy.deepcopy(defaults.get(name, {})) if isinstance(defaults, Mapping) else {}
+        if not isinstance(target[name], dict):
+            where = ".".join(path[: depth + 1])
+            raise UsageError(
+                f"--set {item!r}: '{where}' is {type(target[name]).__name__}, not a map", field="--set"
+            )
+        nested = defaults.get(name) if isinstance(defaults, Mapping) else None
+        target, defaults = target[name], nested if isinstance(nested, Mapping) else {}
+    target[path[-1]] = value
+
+
+def _undeclared(key: str, workload: Mapping[str, Any], strict: bool) -> None:
+    import difflib
+
+    close = difflib.get_close_matches(key, [str(k) for k in workload], n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    declared = ", ".join(str(k) for k in workload) or "none"
+    message = f"the workload declares no key '{key}' (it declares: {declared}){hint}"
+    if strict:
+        raise UsageError(message + " (--strict)", field="--set")
+    print(f"warning: --set {key}: {message}", file=sys.stderr)
 
 
 def iso(ts: float | None) -> str | None:
@@ -155,7 +209,10 @@ class Reporter:
         print(f"  {mark} {step:<28} {status:<10} {ms:9.1f} ms{extra}", file=sys.stderr)
         error = data.get("error") if isinstance(data, dict) else None
         if status == "FAILED" and error:
-            print(f"      {error.get('kind', 'error')}: {error.get('message', '')}", file=sys.stderr)
+            print(
+                f"      {error.get('kind', 'error')}: {concise(str(error.get('message', '')))}",
+                file=sys.stderr,
+            )
 
     def start_progress(self, step: str, total: int) -> None:
         from rich.progress import Progress
@@ -185,7 +242,9 @@ def main(
     strict: bool,
     max_parallel: int,
     python_workers: int | None,
+    python_memory_mb: int | None = None,
     file_roots: tuple[str, ...] = (),
+    undefined: str = "strict",
 ) -> int:
     """Run one playbook; return the exit code (0 COMPLETED, 1 FAILED/CANCELLED).
 
@@ -195,17 +254,18 @@ def main(
 
     from noetl.runtime import loader
     from noetl.runtime.credentials import FileCredentials, NoCredentials
+    from noetl.runtime.runner import TEMPLATE_UNDEFINED_KEY
 
-    pool = _early_python_pool(playbook_file, python_workers)
+    pool = _early_python_pool(playbook_file, python_workers, python_memory_mb)
     try:
         playbook = loader.load(playbook_file, strict=strict)
     except BaseException:
         if pool is not None:
             pool.kill_now()
         raise
-    data = build_payload(sets, payload)
+    data = build_payload(sets, payload, playbook.workload, strict=strict)
     creds = FileCredentials(credentials) if credentials else NoCredentials()
-    catalog = loader.Catalog([Path(playbook_file).resolve().parent, *catalogs])
+    catalog = loader.Catalog([Path(playbook_file).resolve().parent], trees=catalogs)
     events_out = _open_events(events_file)
     reporter = Reporter(events_out, human=not as_json)
     try:
@@ -217,9 +277,9 @@ def main(
                 catalog,
                 reporter,
                 max_parallel,
-                python_workers,
+                (python_workers, python_memory_mb),
                 pool,
-                tool_settings(file_roots),
+                {**tool_settings(file_roots), TEMPLATE_UNDEFINED_KEY: undefined},
             )
         )
     finally:
@@ -235,7 +295,7 @@ def main(
     return 0 if result["status"] == "COMPLETED" else 1
 
 
-def _early_python_pool(path: str, size: int | None) -> Any:
+def _early_python_pool(path: str, size: int | None, memory_mb: int | None = None) -> Any:
     """Start the python tool's children before the playbook is even parsed, when it looks like
     it will need them: their interpreter start-up then overlaps ours."""
     import re
@@ -247,9 +307,10 @@ def _early_python_pool(path: str, size: int | None) -> Any:
         return None  # the loader reports it properly
     if not re.search(r"\bpython\b", text):
         return None
+    from noetl.tools.pychild import DEFAULT_MEMORY_MB
     from noetl.tools.pypool import PythonPool
 
-    pool = PythonPool(size=size)
+    pool = PythonPool(size=size, memory_mb=memory_mb or DEFAULT_MEMORY_MB)
     pool.start()
     return pool
 
@@ -280,7 +341,7 @@ async def _execute(
     catalog: Any,
     reporter: Reporter,
     max_parallel: int,
-    python_workers: int | None,
+    python: tuple[int | None, int | None],
     pool: Any,
     extras: dict[str, Any] | None = None,
 ) -> Any:
@@ -292,7 +353,8 @@ async def _execute(
         catalog=catalog,
         sink=reporter,
         limits=Limits(max_parallel=max_parallel, inline_results=inline_results()),
-        python_pool_size=python_workers,
+        python_pool_size=python[0],
+        python_memory_mb=python[1],
         python_pool=pool,
     ) as runtime:
         runtime.services.extras.update(extras or {})
@@ -307,17 +369,36 @@ async def _execute(
 
 
 def _print_summary(result: dict[str, Any]) -> None:
+    """The end of a run for people: a completed run's result on stdout; a failed or cancelled run's
+    error, short, as the last thing on stderr (its partial result is in ``--json``, not dumped here)."""
     status = result["status"]
     print(
         f"execution {result['execution_id']} {status} in {result['duration_seconds']:.3f} s "
         f"({len(result['executed_steps'])} steps)",
         file=sys.stderr,
     )
+    if status == "COMPLETED":
+        text = json.dumps(result["final_result"], indent=2, default=str)
+        print(f"result: {text}")
     if result["error"]:
-        err = result["error"]
-        print(f"error: step '{err['step']}': {err['kind']}: {err['message']}", file=sys.stderr)
-    text = json.dumps(result["final_result"], indent=2, default=str)
-    print(f"result: {text}")
+        print(error_line(result["error"]), file=sys.stderr)
+
+
+def error_line(error: Mapping[str, Any]) -> str:
+    """``error: step 'x': kind: message``, the message cut to a few lines (the whole in --json)."""
+    where = f"step '{error['step']}': " if error.get("step") else ""
+    return f"error: {where}{error.get('kind') or 'error'}: {concise(str(error.get('message') or ''))}"
+
+
+def concise(message: str, lines: int = ERROR_LINES, chars: int = ERROR_CHARS) -> str:
+    """At most ``lines`` lines and ``chars`` characters of ``message``, saying what was left out."""
+    kept = [line for line in message.splitlines() if line.strip()][:lines]
+    text = "\n".join(kept)
+    if len(text) > chars:
+        text = text[:chars]
+    if len(text) < len(message.strip()) and text.strip() != message.strip():
+        text += f" ... [{len(message) - len(text)} more characters; the whole error is in --json]"
+    return text
 
 
 __all__ = ["NoetlError", "build_payload", "main", "outcome", "parse_value"]

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final, NoReturn, TypeAlias, cast
 
-from jinja2 import ChainableUndefined, StrictUndefined, Template, TemplateSyntaxError, Undefined, nodes
+from jinja2 import ChainableUndefined, Template, TemplateSyntaxError, Undefined, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing
 
+from noetl.dsl import budget
 from noetl.dsl.filters import FILTERS
 from noetl.dsl.views import MISSING, ResultView, plain
 from noetl.errors import TemplateError
@@ -32,7 +33,13 @@ def evaluate(template: str, context: Mapping[str, object], *, strict: bool = Tru
     """Render one template string: the native value of a single ``{{ expr }}``, else a string."""
     compiled = _compile(template, strict)
     try:
-        return compiled.run(context)
+        if type(compiled) is _Lookup or budget.in_force() is not None:
+            return compiled.run(context)
+        token = budget.enter(budget.Budget())  # each render outside a caller's budget gets its own
+        try:
+            return compiled.run(context)
+        finally:
+            budget.leave(token)
     except TemplateError:
         raise
     except _UndefinedUse as error:
@@ -60,8 +67,16 @@ class _UndefinedUse(UndefinedError):
         self.undefined = undefined
 
 
-class _StrictUndefined(StrictUndefined):
+class _StrictUndefined(ChainableUndefined):
+    """DECISIONS 10 (amended): an undefined value chains (``a.b.c`` of a missing ``a`` is undefined),
+    is false, and works with ``default`` and ``is defined``, as upstream's do; using it as a value
+    (rendering, comparing, iterating, measuring, arithmetic) is an error naming it."""
+
     __slots__ = ()
+    noetl_strict: Final = True
+    __iter__ = __str__ = __len__ = __contains__ = Undefined._fail_with_undefined_error
+    __eq__ = __ne__ = Undefined._fail_with_undefined_error
+    __hash__ = Undefined.__hash__
 
     def _fail_with_undefined_error(self, *args: object, **kwargs: object) -> NoReturn:
         raise _UndefinedUse(self)
@@ -98,6 +113,7 @@ class _Environment(ImmutableSandboxedEnvironment):
     """
 
     def getattr(self, obj: object, attribute: str) -> object:
+        budget.tick()
         if type(obj) is dict:
             found = obj.get(attribute, MISSING)
             if found is not MISSING:
@@ -109,6 +125,7 @@ class _Environment(ImmutableSandboxedEnvironment):
         return super().getattr(obj, attribute)
 
     def getitem(self, obj: object, argument: object) -> object:
+        budget.tick()
         if isinstance(obj, ResultView):
             return self._view_field(obj, argument)
         return super().getitem(obj, argument)
@@ -121,6 +138,30 @@ class _Environment(ImmutableSandboxedEnvironment):
             return getattr(view, key)
         return self.undefined(obj=view, name=cast(str, key))
 
+    # The render budget (noetl.dsl.budget): calls and the operators that build big values are counted
+    # and checked before they run.
+    intercepted_binops = budget.INTERCEPTED_BINOPS
+
+    def call_binop(self, context: Context, operator: str, left: object, right: object) -> object:
+        budget.binop(operator, left, right)
+        return super().call_binop(context, operator, left, right)
+
+    def call(self, __context: Context, __obj: object, *args: object, **kwargs: object) -> object:
+        budget.check_call(__obj, args, kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: object) -> Callable[..., str] | None:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        text = cast(str, getattr(value, "__self__", ""))
+
+        def checked(*args: object, **kwargs: object) -> str:
+            budget.check_format(text, args, kwargs)
+            return wrapped(*args, **kwargs)
+
+        return checked
+
     def unsafe_undefined(self, obj: object, attribute: str) -> Undefined:
         # Jinja returns an undefined that fails only when used, and a lenient one never fails; we refuse
         # in both modes, right away.
@@ -132,6 +173,7 @@ def _environment(undefined: type[Undefined]) -> _Environment:
     env.filters.pop("random", None)  # templates are pure: no randomness
     env.globals.pop("lipsum", None)
     env.filters.update(FILTERS)
+    env.filters.update(budget.wrap_filters(env.filters))
     return env
 
 
@@ -154,7 +196,14 @@ class _Text:
     template: Template
 
     def run(self, context: Mapping[str, object]) -> object:
-        return "".join(self.template.root_render_func(_jinja_context(self.template, context)))
+        parts: list[str] = []
+        size = 0
+        for part in self.template.root_render_func(_jinja_context(self.template, context)):
+            size += len(part)
+            if size > budget.MAX_OUTPUT:
+                budget.check_output(size)
+            parts.append(part)
+        return "".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +285,7 @@ def _compile(source: str, strict: bool) -> _Compiled:
     env = _env(strict)
     try:
         tree = env.parse(source)
+        budget.instrument_tree(tree)
         expression = _single_expression(tree)
         if expression is None:
             return _Text(env.from_string(tree))

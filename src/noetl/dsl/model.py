@@ -154,6 +154,8 @@ class Executor:
     """At most this many executions of the playbook run at once; the others wait in the queue."""
     pools: Mapping[str, str] = field(default_factory=dict)
     """``executor.spec.pools``: tool kind -> pool for steps without ``spec.pool``."""
+    undefined: str | None = None
+    """``executor.spec.undefined``: ``strict`` or ``lenient`` (DECISIONS 10); None: the deployment's."""
 
 
 @dataclass(frozen=True, slots=True)

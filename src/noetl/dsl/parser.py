@@ -23,7 +23,7 @@ import re
 from collections.abc import Collection, Iterator, Mapping
 from typing import cast
 
-from noetl.dsl import normalize, yamlload
+from noetl.dsl import catalogpath, normalize, yamlload
 from noetl.dsl.model import (
     JSON,
     TOOL_KINDS,
@@ -46,6 +46,9 @@ from noetl.dsl.schema import SHAPES, TOOL_KIND, Field, JsonType
 from noetl.errors import Location, PlaybookError, UsageError
 
 _Map = dict[str, JSON]
+
+UNDEFINED_MODES = ("strict", "lenient")
+"""Values of ``executor.spec.undefined`` and of ``NOETL_TEMPLATE_UNDEFINED``."""
 
 _TASK_KEYS = frozenset({"kind", "name", "input", "auth", "set", "spec", "output"})
 """Task keys that are not tool fields (``timeout``/``timeout_seconds`` are both)."""
@@ -121,6 +124,8 @@ def load(
         raise PlaybookError(
             f"playbook file is not UTF-8 text ({exc.reason})", location=Location(name)
         ) from None
+    except IsADirectoryError:
+        raise UsageError(f"'{name}' is a directory, not a playbook file (give its YAML files)") from None
     except OSError as exc:
         raise UsageError(f"cannot read playbook file '{name}': {exc.strerror or exc}") from None
     return parse(text, source=name, strict=strict, kinds=kinds)
@@ -305,15 +310,14 @@ class _Builder:
         )
 
     def check_catalog_path(self, metadata: _Map) -> None:
-        """The catalog path (``metadata.path``, else ``name``) is a relative, slash-separated name:
-        no leading '/', no '..' or empty parts, no backslash - it addresses the catalog, never files."""
+        """The catalog path (``metadata.path``, else ``name``) follows :mod:`noetl.dsl.catalogpath`:
+        it addresses the catalog, never files, and has exactly one spelling."""
         key = "path" if metadata.get("path") else "name"
         path = str(metadata[key])
-        parts = path.split("/")
-        if path.startswith("/") or "\\" in path or ".." in parts or "" in parts:
+        wrong = catalogpath.problem(path)
+        if wrong is not None:
             raise self.error(
-                f"metadata.{key} '{path}' is not a valid catalog path: use a relative name of "
-                "slash-separated parts, without '..', empty parts, a leading '/' or backslashes",
+                f"metadata.{key} {path!r} is not a valid catalog path: {wrong} ({catalogpath.RULE})",
                 metadata,
                 key,
                 step=None,
@@ -495,7 +499,16 @@ class _Builder:
             priority=cast(int, spec.get("priority", 0)),
             max_concurrent_executions=cast("int | None", spec.get("max_concurrent_executions")),
             pools=self.kind_pools(spec),
+            undefined=self.undefined_mode(spec),
         )
+
+    def undefined_mode(self, spec: _Map) -> str | None:
+        """``executor.spec.undefined``: how tasks render undefined values (DECISIONS 10)."""
+        mode = spec.get("undefined")
+        if mode is not None and mode not in UNDEFINED_MODES:
+            message = f"executor.spec.undefined must be one of {', '.join(UNDEFINED_MODES)}, got {mode!r}"
+            raise self.error(message, spec, "undefined", step=None, path="executor.spec.undefined")
+        return mode if isinstance(mode, str) else None
 
     def kind_pools(self, spec: _Map) -> dict[str, str]:
         """``executor.spec.pools``: tool kind -> pool name, both strings."""

@@ -141,6 +141,12 @@ SHAPES: Mapping[str, Shape] = {
                 ("integer",), "executions of this playbook running at once", minimum=1
             ),
             "pools": Field(_MAP, "tool kind -> worker pool, for steps without spec.pool"),
+            "undefined": Field(
+                _STR,
+                "strict: rendering an undefined value fails the task; lenient (upstream's): it renders "
+                "empty and a template.warning names it",
+                enum=("strict", "lenient"),
+            ),
             "policy": Field(_MAP),
         },
     ),

@@ -101,6 +101,30 @@ class StepView(_MappingView):
         return found
 
 
+class TaskOutputView(StepView):
+    """``output`` in a pipeline task's own ``set``: the task's result data, as upstream reads it, with
+    the envelope's fields (``status``, ``error``, ``meta``...) behind it for names the data lacks."""
+
+    __slots__ = ("_envelope",)
+
+    def __init__(self, data: dict[str, object], envelope: Mapping[str, object]) -> None:
+        super().__init__(data)
+        self._envelope = envelope
+
+    def field(self, key: object) -> object:
+        found = super().field(key)
+        if found is MISSING and isinstance(key, str):
+            return self._envelope.get(key, MISSING)
+        return found
+
+
+def task_output_view(envelope: Mapping[str, object]) -> object:
+    """What a pipeline task's ``set`` sees as ``output``: a :class:`TaskOutputView` when the task's
+    data is a map, else the envelope itself (``output.data`` is then the scalar or list)."""
+    data = envelope.get("data")
+    return TaskOutputView(data, envelope) if type(data) is dict else envelope
+
+
 class StatsView(_MappingView):
     """A loop's ``stats``, where ``success`` is accepted for ``succeeded`` (DECISIONS 19)."""
 
@@ -226,7 +250,7 @@ def _plain_other(value: object) -> object:
     from jinja2 import StrictUndefined, Undefined  # only templates make undefined values
 
     if isinstance(value, Undefined):
-        if isinstance(value, StrictUndefined):
+        if isinstance(value, StrictUndefined) or getattr(type(value), "noetl_strict", False):
             value._fail_with_undefined_error()
         return None
     if isinstance(value, str):

@@ -217,11 +217,13 @@ class _Decider:
         self.settle()
 
     def cancel(self, reason: str) -> None:
+        running = list(dict.fromkeys(cmd.step for cmd in self.s.commands.values()))
         for command_id, cmd in list(self.s.commands.items()):
             self.emit(ev.COMMAND_CANCELLED, cmd.step, command_id, reason=reason)
         self.emit(
             ev.PLAYBOOK_CANCELLED,
-            error={"step": None, "kind": "cancelled", "message": reason},
+            # the step (or steps) it stopped in; None when nothing was running
+            error={"step": ", ".join(running) or None, "kind": "cancelled", "message": reason},
             final_result=self.final_result(),
         )
 

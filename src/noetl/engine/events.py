@@ -5,6 +5,12 @@ entered, command issued, variables updated, loop done, playbook completed); the 
 a command emits the others (command started, call done or failed, step exit, command completed
 or failed). Names are the persisted names of REFERENCE §5.2.
 
+``call.waiting`` ends a run of a command that waits for something needing no CPU - today a
+sub-playbook's end (``data.wait = {kind: "playbook", execution_id, seconds}``); a timer or an
+external event fits the same shape (``kind`` and what to wait for). The command stays in flight,
+holding no worker slot, until what it waits for wakes it; it then runs again and reports its
+outcome as usual (see :mod:`noetl.engine.state`).
+
 A :class:`Command` is one unit of work for a worker: run the tool(s) of one step, or of one loop
 iteration of a step, with a render context snapshot.
 
@@ -25,6 +31,7 @@ COMMAND_ISSUED = "command.issued"
 COMMAND_STARTED = "command.started"
 CALL_DONE = "call.done"
 CALL_ERROR = "call.error"
+CALL_WAITING = "call.waiting"
 STEP_EXIT = "step.exit"
 COMMAND_COMPLETED = "command.completed"
 COMMAND_FAILED = "command.failed"

@@ -12,6 +12,7 @@ What each event does to the state:
 ``step.enter``              step RUNNING (run count + 1); a loop step gets its items and counters
 ``command.issued``          the command is in flight (loop: next index to dispatch moves on)
 ``call.done``/``call.error`` the outcome is attached to the in-flight command (first one wins)
+``call.waiting``            the in-flight command waits (``waiting``: what for); it holds no slot
 ``command.completed|failed`` the command leaves flight; its outcome is recorded: variables written
                             by tasks, the step's result and status (loop: the iteration's result)
 ``command.cancelled``       the command leaves flight, nothing recorded; a running step with no
@@ -119,6 +120,8 @@ class InFlight:
     step: str
     index: int | None
     outcome: dict[str, Any] | None = None
+    waiting: dict[str, Any] | None = None
+    """What the command waits for since its last ``call.waiting`` (``{kind, execution_id, ...}``)."""
 
 
 @dataclass(slots=True)
@@ -258,6 +261,12 @@ def _call_outcome(state: State, e: ev.Event) -> None:
         cmd.outcome["ok"] = e.name == ev.CALL_DONE
 
 
+def _call_waiting(state: State, e: ev.Event) -> None:
+    cmd = state.commands.get(e.command_id or "")
+    if cmd is not None and cmd.outcome is None:
+        cmd.waiting = dict(e.data.get("wait") or {})
+
+
 def _command_terminal(state: State, e: ev.Event) -> None:
     cmd = state.commands.pop(e.command_id or "", None)
     if cmd is None:
@@ -359,6 +368,7 @@ _HANDLERS = {
     ev.COMMAND_ISSUED: _command_issued,
     ev.CALL_DONE: _call_outcome,
     ev.CALL_ERROR: _call_outcome,
+    ev.CALL_WAITING: _call_waiting,
     ev.COMMAND_COMPLETED: _command_terminal,
     ev.COMMAND_FAILED: _command_terminal,
     ev.COMMAND_CANCELLED: _command_terminal,

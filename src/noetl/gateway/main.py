@@ -21,6 +21,7 @@ def serve(settings: GatewaySettings) -> None:
         log_config=logs.uvicorn_config(settings.log_format) or uvicorn.config.LOGGING_CONFIG,
         lifespan="on",
         access_log=False,  # the audit trail records every request with its decision
+        proxy_headers=False,  # X-Forwarded-For counts only from trusted proxies (noetl.gateway.clients)
     )
     with signals_end_quietly():  # a normal exit, so the embedded PostgreSQL's handle is released
         uvicorn.Server(config).run()

@@ -21,6 +21,9 @@ ENVIRONMENT = {
     "rate_per_second": "NOETL_GATEWAY_RATE",
     "burst": "NOETL_GATEWAY_BURST",
     "max_body_bytes": "NOETL_GATEWAY_MAX_BODY_BYTES",
+    "preauth_rate": "NOETL_GATEWAY_PREAUTH_RATE",
+    "preauth_burst": "NOETL_GATEWAY_PREAUTH_BURST",
+    "trusted_proxies": "NOETL_GATEWAY_TRUSTED_PROXIES",
     "log_level": "NOETL_LOG_LEVEL",
     "log_format": "NOETL_LOG_FORMAT",
 }
@@ -51,6 +54,18 @@ class GatewaySettings:
     rate_per_second: float = 20.0
     burst: int = 40
     max_body_bytes: int = 10 * 1024 * 1024
+    preauth_rate: float = 5.0
+    """Failed authentications a client address may make per second on average (``preauth_burst``
+    at once); beyond that every request from the address gets 429 until the bucket refills."""
+    preauth_burst: int = 20
+    trusted_proxies: str = ""
+    """Proxies whose ``X-Forwarded-For`` names the client (addresses or networks, comma-separated)."""
+    max_json_depth: int = 64
+    """JSON request bodies nested deeper than this get 400."""
+    jwks_refetch_seconds: float = 60.0
+    """A JWT naming an unknown key id refetches the JWKS at most once per this many seconds."""
+    negative_cache_size: int = 10_000
+    """Unknown API keys remembered (least recently used dropped first)."""
     timeout_seconds: float = 60.0
     key_cache_seconds: float = 5.0
     log_level: str = "info"
@@ -75,6 +90,8 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "rate_per_second": float,
     "burst": int,
     "max_body_bytes": int,
+    "preauth_rate": float,
+    "preauth_burst": int,
 }
 
 

@@ -56,24 +56,47 @@ def check_tools(playbook: Playbook) -> None:
                 ) from None
 
 
+def yaml_files(directories: Iterable[Path], trees: Iterable[Path] = ()) -> list[Path]:
+    """The YAML files directly in ``directories`` and anywhere below ``trees`` (hidden directories and
+    ``node_modules`` skipped), each once, in a stable order: directories first, then trees."""
+    found: dict[Path, None] = {}
+    for directory in directories:
+        found.update(dict.fromkeys(sorted(directory.glob("*.y*ml"))))
+    for tree in trees:
+        for dirpath, dirnames, filenames in os.walk(tree):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "node_modules")
+            found.update(
+                dict.fromkeys(Path(dirpath, n) for n in sorted(filenames) if n.endswith((".yaml", ".yml")))
+            )
+    return list(found)
+
+
 class Catalog:
     """Playbooks found in directories, keyed by ``metadata.path`` and ``metadata.name``."""
 
-    def __init__(self, directories: Iterable[str | os.PathLike[str]]) -> None:
+    def __init__(
+        self, directories: Iterable[str | os.PathLike[str]], trees: Iterable[str | os.PathLike[str]] = ()
+    ) -> None:
         self.directories = [Path(d) for d in directories]
+        self.trees = [Path(d) for d in trees]
         self._index: dict[str, Path] | None = None
 
     def _scan(self) -> dict[str, Path]:
         index: dict[str, Path] = {}
-        for directory in self.directories:
-            for file in sorted(directory.glob("*.y*ml")):
-                try:
-                    playbook = parser.load(file, kinds=registry.KINDS)
-                except NoetlError:
-                    continue  # not a playbook, or a broken one: it cannot be the one asked for
-                index.setdefault(playbook.path, file)
-                index.setdefault(playbook.name, file)
+        for file in yaml_files(self.directories, self.trees):
+            try:
+                playbook = parser.load(file, kinds=registry.KINDS)
+            except NoetlError:
+                continue  # not a playbook, or a broken one: it cannot be the one asked for
+            index.setdefault(playbook.path, file)
+            index.setdefault(playbook.name, file)
         return index
+
+    def has(self, path: str) -> bool:
+        """Whether a playbook in these directories has ``path`` as its path or name."""
+        if self._index is None:
+            self._index = self._scan()
+        return path in self._index or path.strip("/") in self._index
 
     def find(self, path: str) -> Playbook:
         """The playbook registered under ``path``; PlaybookError listing what is known otherwise."""
@@ -82,6 +105,6 @@ class Catalog:
         file = self._index.get(path) or self._index.get(path.strip("/"))
         if file is None:
             known = ", ".join(sorted(self._index)) or "(none)"
-            dirs = ", ".join(str(d) for d in self.directories)
+            dirs = ", ".join([*(str(d) for d in self.directories), *(f"{d} (and below)" for d in self.trees)])
             raise PlaybookError(f"sub-playbook '{path}' not found in {dirs}; known: {known}", field="path")
         return load(file)

@@ -88,12 +88,14 @@ class LocalRuntime:
         limits: Limits | None = None,
         python_pool_size: int | None = None,
         python_pool: Any = None,
+        python_memory_mb: int | None = None,
     ) -> None:
         self.credentials = credentials or NoCredentials()
         self.catalog = catalog or Catalog([])
         self.sink = sink
         self.limits = limits or Limits()
         self.python_pool_size = python_pool_size
+        self.python_memory_mb = python_memory_mb
         self.services = Services(python_pool=python_pool)
         self._background: set[asyncio.Task[Any]] = set()
         self._cancel_requests: list[asyncio.Queue[Any]] = []
@@ -111,9 +113,11 @@ class LocalRuntime:
 
     def _python_pool(self) -> Any:
         if self.services.python_pool is None:
+            from noetl.tools.pychild import DEFAULT_MEMORY_MB
             from noetl.tools.pypool import PythonPool
 
-            self.services.python_pool = PythonPool(size=self.python_pool_size)
+            memory = self.python_memory_mb or DEFAULT_MEMORY_MB
+            self.services.python_pool = PythonPool(size=self.python_pool_size, memory_mb=memory)
         return self.services.python_pool
 
     async def aclose(self) -> None:

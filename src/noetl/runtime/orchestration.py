@@ -23,6 +23,11 @@ step instead of three (report, pass, claim), and no wake-up in between. Locks ar
 execution id order, so two workers never deadlock; the server's passes skip locked executions
 instead of waiting. The server remains the decider for everything else: starts, cancellations,
 commands the reaper failed, and reports of workers running with ``decide`` off.
+
+A command whose run waits for a sub-playbook is parked (:meth:`Orchestrator.suspend`): status
+``waiting``, no worker slot, ``call.waiting`` in the log. Whoever records the child's end wakes it
+in that same transaction (``commands.wake_waiters``); it then runs again and its call finds the
+child ended.
 """
 
 from __future__ import annotations
@@ -124,6 +129,7 @@ class Orchestrator:
         inherited_priority: int | None = None,
         playbook: Playbook | None = None,
         lineage: Mapping[str, Any] | None = None,
+        principal: Mapping[str, Any] | None = None,
     ) -> int:
         """Create an execution of ``entry`` and dispatch its entry step, in one transaction.
 
@@ -136,7 +142,9 @@ class Orchestrator:
         nothing new is started. ``priority`` (the execute request's) replaces the playbook's
         ``executor.spec.priority``; ``inherited_priority`` (a sub-playbook's: the calling command's)
         does so only when the playbook sets none. ``playbook`` is ``entry`` parsed already (the
-        server's cache parsed it off the event loop); without it, ``entry`` is parsed here."""
+        server's cache parsed it off the event loop); without it, ``entry`` is parsed here.
+        ``principal`` (``{name, role, paths}``) is who the execution runs for (a child started by a
+        call copies its parent's instead)."""
         if playbook is None:
             playbook = self._parse(entry)
         else:
@@ -160,6 +168,7 @@ class Orchestrator:
         self._run(playbook, work, [first])
         async with self.pool.connection() as conn, conn.transaction():
             if parent_key is not None and parent_execution_id is not None:
+                parent = await executions.hold_parent(conn, parent_execution_id)
                 created = await executions.create_child(
                     conn,
                     execution_id,
@@ -174,9 +183,19 @@ class Orchestrator:
                     if earlier is None:  # cannot happen: the conflicting row is visible once it committed
                         raise NoetlError(f"sub-playbook call {parent_key} conflicts with an unknown child")
                     return earlier
+                if parent is not None and (parent[0] != "RUNNING" or parent[1]):
+                    # the parent is being cancelled (or has ended): its child starts cancelled
+                    reason = parent[2] or "the parent execution was cancelled"
+                    await executions.request_cancel(conn, execution_id, reason)
             else:
                 await executions.create(
-                    conn, execution_id, entry.catalog_id, entry.path, payload or {}, parent_execution_id
+                    conn,
+                    execution_id,
+                    entry.catalog_id,
+                    entry.path,
+                    payload or {},
+                    parent_execution_id,
+                    principal=dict(principal) if principal is not None else None,
                 )
             await self._write(conn, work)
         self._remember(work)
@@ -352,7 +371,59 @@ class Orchestrator:
         )
         if cancelled or state.status == "CANCELLED":
             await commands.cancel(conn, row.execution_id)
+        if state.terminal and row.parent_execution_id is not None:
+            await commands.wake_waiters(conn, [row.execution_id])  # the call waiting for this child
         return leases
+
+    # -- waiting ----------------------------------------------------------------------------------
+
+    async def suspend(
+        self, conn: Any, lease: Lease, worker_id: str, wait: Mapping[str, Any], at: float
+    ) -> str | None:
+        """End the run of ``lease`` that waits for ``wait`` (``call.waiting``): the command holds no
+        lease and no worker until what it waits for wakes it, then runs again.
+
+        One transaction: the execution and the child it waits for are locked in id order (so the
+        child's end, which wakes the waiting command in its own transaction, comes either before -
+        the command is made ready at once - or after, and finds it waiting), the command row moves,
+        and ``call.waiting`` is folded by the engine and appended. Returns the command's new status
+        (``waiting`` or ``ready``), or None when the lease is no longer this worker's or the
+        execution has ended (nothing changed). ``conn`` must be in autocommit mode."""
+        child = _child_of(wait)
+        work: _Work | None = None
+        try:
+            async with conn.transaction():
+                locked = {
+                    r.execution_id: r
+                    for r in await executions.lock_waiting(conn, [lease.execution_id, *child])
+                }
+                row = locked.get(lease.execution_id)
+                if row is None or row.status != "RUNNING":
+                    return None
+                ready = any(locked.get(c) is None or locked[c].status != "RUNNING" for c in child)
+                seconds = wait.get("seconds")
+                status = await commands.suspend(
+                    conn,
+                    worker_id,
+                    lease.command_id,
+                    lease.attempt,
+                    wait=wait,
+                    ready=ready,
+                    seconds=float(seconds) if isinstance(seconds, int | float) else None,
+                )
+                if status is None:
+                    return None
+                work = _Work(row, await self._state(conn, row))
+                data = {"index": lease.index, "wait": dict(wait), "resumed": status == "ready"}
+                event = ev.Event(ev.CALL_WAITING, lease.step, lease.command_id, data, at)
+                self._run(await self._playbook(conn, row.catalog_id), work, [event])
+                await self._write(conn, work)
+        except BaseException:
+            self._forget([lease.execution_id])
+            raise
+        assert work is not None
+        self._remember(work)
+        return status
 
     def _queued(self, work: _Work, command: ev.Command) -> NewCommand:
         """The queue row of ``command``: pool, priority, key and needs by ``placement``."""
@@ -479,3 +550,11 @@ class Orchestrator:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
                 delay = min(delay * 2, 5.0)
+
+
+def _child_of(wait: Mapping[str, Any]) -> list[int]:
+    """The child execution a wait is for (none for a wait on something else, e.g. a timer)."""
+    value = wait.get("execution_id")
+    if wait.get("kind") == "playbook" and value is not None and str(value).isdigit():
+        return [int(str(value))]
+    return []

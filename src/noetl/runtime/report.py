@@ -30,7 +30,9 @@ def outcome_events(command: ev.Command, outcome: Outcome, now: float) -> list[ev
     terminal: dict[str, Any] = {"index": index}
     if not ok:
         terminal["error"] = outcome.error
+    warnings = [ev.Event(ev.TEMPLATE_WARNING, step, cid, dict(w), now) for w in outcome.warnings]
     return [
+        *warnings,
         ev.Event(ev.CALL_DONE if ok else ev.CALL_ERROR, step, cid, call, now),
         ev.Event(ev.STEP_EXIT, step, cid, {"index": index, "status": "COMPLETED" if ok else "FAILED"}, now),
         ev.Event(ev.COMMAND_COMPLETED if ok else ev.COMMAND_FAILED, step, cid, terminal, now),

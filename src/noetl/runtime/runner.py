@@ -21,7 +21,9 @@ For each task of the step, in order (REFERENCE §4.2-4.6, §4.9, DECISIONS 8, 10
    ``continue``, ``retry`` (after the backoff delay, rendering everything again), ``jump``, ``break``
    or ``fail``. A task that errors with no matching rule fails the step.
 
-The step's result is the task's result for a single task, ``{label: result}`` for a pipeline. Every
+The step's result is the task's result for a single task; for a pipeline ``{label: result}`` with
+the fields of each task's result merged in (last task wins; a label is never hidden). In a pipeline
+task's own ``set``, ``output`` is that task's result data (its policy rules see the envelope). Every
 secret resolved during the command is masked (``***``) in the result, the error and the updates.
 """
 
@@ -35,13 +37,16 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Literal, cast
 
-from noetl.dsl import templates
+from noetl.dsl import templates, views
+from noetl.dsl.budget import BudgetExceeded
 from noetl.dsl.model import JSON, Playbook, Rule, Step, Task
 from noetl.engine import policy
 from noetl.engine.policy import DEFAULT_MAX_TASK_RUNS
 from noetl.errors import CredentialError, NoetlError, TemplateError, ToolError
+from noetl.runtime import scripts
 from noetl.runtime.credentials import Credential, CredentialStore, Keychain, Use, keychain_names
 from noetl.runtime.redact import Redactor
+from noetl.runtime.rendering import render_within
 from noetl.tools import registry
 from noetl.tools.base import Call, Services, check_config
 
@@ -67,6 +72,8 @@ class Outcome:
     """Total task runs, retries and jumps included."""
     duration_ms: float
     failed_task: str | None = None
+    warnings: tuple[dict[str, JSON], ...] = ()
+    """Undefined values rendered empty in lenient mode: ``{variable, message}`` each (DECISIONS 10)."""
 
 
 async def run_command(
@@ -98,6 +105,15 @@ async def run_command(
 
 def _ms_since(started: float) -> float:
     return (time.perf_counter() - started) * 1000.0
+
+
+def _exhausted(error: dict[str, JSON] | None, task: str, attempts: int) -> dict[str, JSON]:
+    """The last attempt's error, saying how many attempts ran before the retries gave up."""
+    runs = f"{attempts} attempt" + ("s" if attempts != 1 else "")
+    base = dict(error) if error else _error("policy", f"task '{task}': retry attempts exhausted")
+    base["message"] = f"{base.get('message', '')} (gave up after {runs})"
+    base["attempts"] = attempts
+    return base
 
 
 def _error(kind: str, message: str, retryable: bool = False) -> dict[str, JSON]:
@@ -153,6 +169,10 @@ class _Command:
         self.status: Literal["ok", "error"] = "ok"
         self.error: dict[str, JSON] | None = None
         self.failed_task: str | None = None
+        self.lenient = lenient_templates(playbook, services)
+        self.warnings: list[dict[str, JSON]] = []
+        self.effects = False
+        """A task other than a sub-playbook call ran: running the command again would repeat it."""
 
     # ---- control flow ------------------------------------------------------------------------------
 
@@ -180,8 +200,7 @@ class _Command:
                     await asyncio.sleep(policy.retry_delay(rule, attempt))
                     attempt += 1
                     continue
-                exhausted = _error("policy", f"task '{task.name}': retry attempts exhausted")
-                return self.fail(run.error or exhausted, task.name)
+                return self.fail(_exhausted(run.error, task.name, attempt), task.name)
             attempt = 1
             if action == "fail":
                 failed = _error("policy", f"task '{task.name}' failed by policy rule")
@@ -226,13 +245,22 @@ class _Command:
             return False
 
     def outcome(self, duration_ms: float) -> Outcome:
-        result: JSON = dict(self.results) if self.step.pipeline else self.last_result
+        result: JSON = _pipeline_result(self.results) if self.step.pipeline else self.last_result
         error, updates = self.error, self.updates
         if self.redactor:
             result = self.redactor.redact(result)
             error = cast("dict[str, JSON] | None", self.redactor.redact(error))
             updates = cast("dict[str, JSON]", self.redactor.redact(updates))
-        return Outcome(self.status, result, error, updates, self.runs, duration_ms, self.failed_task)
+        return Outcome(
+            self.status,
+            result,
+            error,
+            updates,
+            self.runs,
+            duration_ms,
+            self.failed_task,
+            tuple(self.warnings),
+        )
 
     # ---- one task run ------------------------------------------------------------------------------
 
@@ -244,14 +272,24 @@ class _Command:
         data: JSON = None
         error: dict[str, JSON] | None = None
         details: Mapping[str, object] = {}
+        timeout = task.timeout if task.timeout is not None else self.step.timeout
+        deadline = None if timeout is None else time.monotonic() + timeout  # covers rendering too
+        where = f"step '{self.step.name}': {self._where(task)}"
         try:
             await self.prepare_keychain(task)
-            arguments = self.render_input(task)
+            arguments = await render_within(partial(self.render_input, task), deadline, f"{where}input")
             if arguments:
                 context = ChainMap({**arguments, "input": arguments}, self.scope)
-            config = self.render_config(task, context)
+            config = await scripts.resolve(
+                task.kind,
+                await render_within(
+                    partial(self.render_config, task, context), deadline, f"{where}rendering the fields"
+                ),
+                self.services,
+                self.step.name,
+            )
             credential = await self.credential(task, context)
-            data = await self.call_tool(task, config, arguments, credential)
+            data = await self.call_tool(task, config, arguments, credential, deadline)
         except asyncio.CancelledError:
             raise
         except ToolError as exc:
@@ -259,7 +297,7 @@ class _Command:
             details = exc.details
             error = {**cast("dict[str, JSON]", details), **_error(exc.kind, exc.message, exc.retryable)}
         except TemplateError as exc:
-            error = _template_error(exc)
+            error = _template_error(exc, self.step.name if isinstance(exc, BudgetExceeded) else None)
         except NoetlError as exc:
             error = _error(exc.kind, exc.message)
         except Exception as exc:  # a tool or store bug: still an error of this task, not of the runtime
@@ -269,11 +307,17 @@ class _Command:
         self.record(task, run)
         if run.ok and task.set:
             try:
-                self.apply_set(task.set, context, f"set of task '{task.name}'")
+                self.apply_set(task.set, self._task_set_context(run, context), f"set of task '{task.name}'")
             except TemplateError as exc:
                 run.output = {**output, "status": "error", "error": _template_error(exc)}
                 self.publish(run.output)
         return run
+
+    def _task_set_context(self, run: _Run, context: Mapping[str, object]) -> Mapping[str, object]:
+        """A pipeline task's own ``set`` sees ``output`` as its result data, as upstream's does."""
+        if not self.step.pipeline:
+            return context
+        return ChainMap({"output": views.task_output_view(run.output)}, cast(Context, context))
 
     def record(self, task: Task, run: _Run) -> None:
         """Make the run's result and envelope visible to what follows (set, policy, later tasks)."""
@@ -290,7 +334,7 @@ class _Command:
         self.scope["error"] = output["error"]
 
     def render_input(self, task: Task) -> dict[str, JSON]:
-        rendered = _render_fields(task.input, self.scope, "input", self._where(task))
+        rendered = self.render_fields(task.input, self.scope, "input", self._where(task))
         loop = self.step.loop
         if loop is not None and loop.iterator not in rendered:
             value = self._iteration_value(loop.iterator)
@@ -305,7 +349,7 @@ class _Command:
         return self.scope.get(iterator, _ABSENT)
 
     def render_config(self, task: Task, context: Mapping[str, object]) -> dict[str, JSON]:
-        config = _render_fields(task.config, context, "field", self._where(task))
+        config = self.render_fields(task.config, context, "field", self._where(task))
         if task.accept_status and task.kind == "http" and "accept_status" not in config:
             config["accept_status"] = list(task.accept_status)
         return config
@@ -314,7 +358,12 @@ class _Command:
         return f"task '{task.name}' " if self.step.pipeline else ""
 
     async def call_tool(
-        self, task: Task, config: dict[str, JSON], arguments: dict[str, JSON], credential: Credential | None
+        self,
+        task: Task,
+        config: dict[str, JSON],
+        arguments: dict[str, JSON],
+        credential: Credential | None,
+        deadline: float | None = None,
     ) -> JSON:
         tool = registry.get(task.kind)
         check_config(tool, config, step=self.step.name, task=task.name)
@@ -335,11 +384,16 @@ class _Command:
             timeout,
             self.services,
             self.playbook.path or "",
+            resumable=not self.effects,
+            context=_plain_context(self.scope) if _wants_context(task, config) else None,
         )
+        if task.kind not in REPLAYABLE_KINDS:
+            self.effects = True
         if timeout is None:
             return await tool.run(call)
+        remaining = timeout if deadline is None else max(deadline - time.monotonic(), 0.0)
         try:
-            return await asyncio.wait_for(tool.run(call), timeout)
+            return await asyncio.wait_for(tool.run(call), remaining)
         except TimeoutError:
             raise ToolError(
                 f"{self._where(task)}timed out after {timeout:g} s", error_kind="timeout", retryable=True
@@ -389,11 +443,34 @@ class _Command:
         for credential in keychain.credentials.values():
             self.redactor.add_data(credential.get("data"))
 
+    def render_fields(
+        self, fields: Mapping[str, JSON], context: Mapping[str, object], noun: str, where: str
+    ) -> dict[str, JSON]:
+        """Each value of ``fields`` rendered strictly; a failure names the field it happened in. In
+        lenient mode a value that fails only for an undefined name renders with it empty instead, and
+        a warning naming the variable is recorded (DECISIONS 10)."""
+        try:
+            return _render_fields(fields, context, noun, where)
+        except TemplateError as exc:
+            if not self.lenient or exc.variable is None:
+                raise
+        rendered: dict[str, JSON] = {}
+        for key, value in fields.items():
+            try:
+                rendered[key] = cast(JSON, templates.render(value, context))
+            except TemplateError as exc:
+                if exc.variable is None:
+                    raise TemplateError(f"{where}{noun} '{key}': {exc.message}") from None
+                rendered[key] = cast(JSON, templates.render(value, context, strict=False))
+                message = f"{where}{noun} '{key}': {exc.message}; rendered empty (lenient templates)"
+                self.warnings.append({"variable": exc.variable, "message": message})
+        return rendered
+
     # ---- set: variable scopes ----------------------------------------------------------------------
 
     def apply_set(self, assignments: Mapping[str, JSON], context: Mapping[str, object], what: str) -> None:
         """Render every value first (all see the same context), then write them by scope prefix."""
-        values = _render_fields(assignments, context, "key", f"{what}: ")
+        values = self.render_fields(assignments, context, "key", f"{what}: ")
         for key, value in values.items():
             scope, _, name = key.partition(".")
             if name and scope == "iter":
@@ -422,6 +499,19 @@ class _Command:
 
 
 _ABSENT = object()
+REPLAYABLE_KINDS = frozenset({"playbook", "noop"})
+"""Tool kinds a command may run again at no cost: a sub-playbook call attaches to its child, and
+``noop`` does nothing (its ``set`` is rendered again, from the same values)."""
+
+
+TEMPLATE_UNDEFINED_KEY = "template_undefined"
+"""``Services.extras`` key: the deployment's default for undefined values, ``strict`` or ``lenient``."""
+
+
+def lenient_templates(playbook: Playbook, services: Services) -> bool:
+    """The playbook's ``executor.spec.undefined`` if set, else the deployment's setting."""
+    mode = playbook.executor.undefined or services.extras.get(TEMPLATE_UNDEFINED_KEY)
+    return mode == "lenient"
 
 
 def _render_fields(
@@ -432,13 +522,13 @@ def _render_fields(
     for key, value in fields.items():
         try:
             rendered[key] = cast(JSON, templates.render(value, context))
-        except TemplateError as exc:
-            raise TemplateError(f"{where}{noun} '{key}': {exc.message}", variable=exc.variable) from None
+        except TemplateError as exc:  # the same class: a budget error stays one
+            raise type(exc)(f"{where}{noun} '{key}': {exc.message}", variable=exc.variable) from None
     return rendered
 
 
-def _template_error(exc: TemplateError) -> dict[str, JSON]:
-    error = _error("template", exc.message)
+def _template_error(exc: TemplateError, step: str | None = None) -> dict[str, JSON]:
+    error = _error("template", f"step '{step}': {exc.message}" if step else exc.message)
     if exc.variable is not None:
         error["variable"] = exc.variable
     return error
@@ -463,6 +553,37 @@ def _credential_name(reference: object, task: str) -> str | None:
     raise CredentialError(
         f"task '{task}': auth must be a credential name or a map {{source: credential, key: <name>}}"
     )
+
+
+def _wants_context(task: Task, config: Mapping[str, JSON]) -> bool:
+    """Only python code that names ``context`` gets the (copied) render context."""
+    code = config.get("code")
+    return task.kind == "python" and isinstance(code, str) and "context" in code
+
+
+def _plain_context(scope: Mapping[str, object]) -> dict[str, JSON]:
+    """The render context as JSON: step results, variables, workload; internal and non-JSON names left out."""
+    plain: dict[str, JSON] = {}
+    for key, value in scope.items():
+        if key.startswith("_") or key == "keychain":
+            continue
+        try:
+            plain[key] = cast(JSON, views.plain(value))
+        except (TypeError, TemplateError):
+            continue
+    return plain
+
+
+def _pipeline_result(results: Mapping[str, JSON]) -> JSON:
+    """A pipeline step's result (DECISIONS 8): each task's result under its name, and the fields of
+    each map result merged in task order (the last task wins), never hiding a task's name."""
+    merged: dict[str, JSON] = dict(results)
+    for value in results.values():
+        if isinstance(value, dict):
+            for key, field in value.items():
+                if key not in results:
+                    merged[key] = field
+    return merged
 
 
 def _task_result(data: JSON, error: dict[str, JSON] | None) -> JSON:

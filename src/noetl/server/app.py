@@ -23,6 +23,7 @@ from noetl.engine.decide import Limits
 from noetl.runtime import placement
 from noetl.runtime.orchestration import Orchestrator
 from noetl.server import (
+    apidocs,
     auth,
     browse,
     catalog,
@@ -81,7 +82,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
         version=__version__,
         summary="Orchestrator server: catalog, executions, events, workers, credentials, replay.",
         lifespan=_lifespan(settings),
+        redirect_slashes=False,  # a 307 to "path/" would name the server's own address
+        docs_url=None,  # apidocs serves /docs with local assets (the default page loads a CDN)
+        redoc_url=None,
     )
+    apidocs.install(app)
     problems.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(
@@ -124,7 +129,10 @@ def _lifespan(settings: ServerSettings) -> Callable[[FastAPI], AbstractAsyncCont
             app.state.ui_feeds = live.ExecutionFeeds(pool)
             app.state.ui_list_feed = live.ListFeed(pool)
             app.state.scheduler = Scheduler(
-                context, tick=ready.scheduler_tick, aging_seconds=ready.priority_aging_seconds
+                context,
+                tick=ready.scheduler_tick,
+                aging_seconds=ready.priority_aging_seconds,
+                retention=ready.retention_seconds,
             )
             async with background(context, app.state.scheduler):
                 yield

@@ -108,6 +108,15 @@ def _paths(header: str | None) -> tuple[str, ...]:
     return tuple(p for p in found if isinstance(p, str) and p)
 
 
+def recorded(request: Request) -> dict[str, object] | None:
+    """What an execution started by this request records as its principal: the gateway's
+    principal (name, role, paths), or None for the service itself (unrestricted)."""
+    who = caller(request)
+    if who.name in ("service", "local"):
+        return None
+    return {"name": who.name, "role": who.role, "paths": list(who.paths)}
+
+
 def principal(request: Request) -> str:
     """The name of who the request is for (see :func:`caller`)."""
     return caller(request).name

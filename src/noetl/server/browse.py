@@ -32,8 +32,8 @@ from noetl.dsl.model import Playbook
 from noetl.engine import events as ev
 from noetl.engine import state as st
 from noetl.errors import UsageError
+from noetl.server import auth, live, views
 from noetl.server import executions as execution_api
-from noetl.server import live, views
 from noetl.server.context import Server, ServerContext
 from noetl.server.problems import NotFound
 from noetl.store import browse, catalog, events, executions
@@ -83,8 +83,20 @@ def _filters(
     )
 
 
+def visible_globs(request: Request, asked: list[str] | None) -> tuple[str, ...]:
+    """The path patterns a list may show: the caller's own when the gateway says it is limited to
+    some paths (whatever the query asked), else the ones asked for."""
+    if request.headers.get(auth.PATHS_HEADER) is None:  # not limited by the gateway
+        return tuple(asked or ())
+    allowed = auth.caller(request).paths
+    if "*" in allowed:
+        return tuple(asked or ())
+    return allowed or ("",)  # no paths at all: a pattern no path matches
+
+
 @router.get("/search")
 async def search(
+    request: Request,
     server: Server,
     status: Annotated[list[str] | None, Query()] = None,
     path_prefix: str | None = None,
@@ -96,7 +108,8 @@ async def search(
     cursor: int | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
-    filters = _filters(status, path_prefix, path_glob, since, until, parent_execution_id, q)
+    globs = list(visible_globs(request, path_glob))
+    filters = _filters(status, path_prefix, globs, since, until, parent_execution_id, q)
     async with server.pool.connection() as conn:
         rows = await browse.search(conn, filters, cursor=cursor, limit=limit + 1)
         page = rows[:limit]
@@ -145,18 +158,21 @@ async def changes(
     path_glob: Annotated[list[str] | None, Query()] = None,
 ) -> StreamingResponse:
     feed: live.ListFeed = request.app.state.ui_list_feed
-    matcher = live.list_matcher(path_prefix or None, tuple(path_glob or ()))
+    matcher = live.list_matcher(path_prefix or None, visible_globs(request, path_glob))
     return StreamingResponse(feed.stream(matcher), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 @router.get("/{execution_id}/snapshot")
-async def snapshot(execution_id: int, server: Server) -> dict[str, Any]:
+async def snapshot(execution_id: int, request: Request, server: Server) -> dict[str, Any]:
     async with server.pool.connection() as conn:
         row = await _row(conn, execution_id)
         playbook = await _playbook(server, conn, row)
         counts = await browse.step_counts(conn, execution_id)
         first = await browse.first_event(conn, execution_id)
-        children = await browse.search(conn, browse.Filters(parent=execution_id), cursor=None, limit=200)
+        globs = visible_globs(request, None)  # children may run playbooks of other paths
+        children = await browse.search(
+            conn, browse.Filters(parent=execution_id, globs=globs), cursor=None, limit=200
+        )
         stalled = await execution_api._stalled(conn, execution_id) if row.status == "RUNNING" else []
         entry = await catalog.get(conn, catalog_id=row.catalog_id) if row.catalog_id is not None else None
     return {
@@ -306,7 +322,9 @@ def _step_definition(playbook: Playbook, name: str) -> dict[str, Any] | None:
 
 
 @router.post("/{execution_id}/rerun")
-async def rerun(execution_id: int, server: Server, body: RerunRequest | None = None) -> dict[str, Any]:
+async def rerun(
+    execution_id: int, server: Server, http: Request, body: RerunRequest | None = None
+) -> dict[str, Any]:
     """Start the execution again: same catalog entry (same version), same inputs. With
     ``from_step``, the new execution starts at that step and the steps before it do not run: their
     results and the variables as they stood when the original first entered that step are carried
@@ -323,7 +341,9 @@ async def rerun(execution_id: int, server: Server, body: RerunRequest | None = N
         if request.from_step:
             playbook = await server.playbooks.get(conn, row.catalog_id)
             lineage["resume"] = await resume_from(conn, playbook, execution_id, request.from_step)
-    new_id = await server.orchestrator.start(entry, row.payload, lineage=lineage)
+    new_id = await server.orchestrator.start(
+        entry, row.payload, lineage=lineage, principal=auth.recorded(http)
+    )
     return {
         "execution_id": str(new_id),
         "rerun_of": str(execution_id),

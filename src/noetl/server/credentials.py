@@ -21,7 +21,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from noetl.errors import CredentialError
+from noetl import flags
+from noetl.errors import CredentialError, UsageError
 from noetl.server.auth import principal
 from noetl.server.context import Server
 from noetl.server.problems import NotFound
@@ -70,15 +71,19 @@ async def list_credentials(server: Server, type: str | None = None, q: str | Non
 
 
 @router.get("/{name}")
-async def get(name: str, server: Server, request: Request, include_data: bool = False) -> dict[str, Any]:
+async def get(name: str, server: Server, request: Request, include_data: str = "false") -> dict[str, Any]:
+    try:  # the gateway's parser: both read the same value the same way (noetl.flags)
+        wants_data = flags.parse(include_data, "include_data")
+    except ValueError as exc:
+        raise UsageError(str(exc), field="include_data") from None
     async with server.pool.connection() as conn:
         try:
-            found = await credentials.get(conn, name, include_data=include_data, cipher=server.cipher)
+            found = await credentials.get(conn, name, include_data=wants_data, cipher=server.cipher)
         except CredentialError as exc:
             who = principal(request)
             await auth.record(conn, who, "credential.read", "failed", name, detail={"error": exc.message})
             raise
-        if include_data and found is not None:
+        if wants_data and found is not None:
             await auth.record(
                 conn, principal(request), "credential.read", "read", name, detail={"via": "api"}
             )

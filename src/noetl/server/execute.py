@@ -12,19 +12,21 @@ execution is never dropped later for lack of room.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from noetl.engine import events as ev
 from noetl.errors import UsageError
-from noetl.runtime import inputs, placement
+from noetl.runtime import authz, inputs, placement
+from noetl.server import auth
 from noetl.server.context import Server, ServerContext
 from noetl.server.problems import NotFound
 from noetl.store import backlog, catalog, events, executions
 from noetl.store.ports import CatalogEntry
+from noetl.telemetry import traces
 
 router = APIRouter(prefix="/api", tags=["executions"])
 
@@ -40,8 +42,15 @@ class ExecuteRequest(BaseModel):
 
 
 @router.post("/execute")
-async def execute(body: ExecuteRequest, server: Server) -> dict[str, Any]:
+async def execute(
+    body: ExecuteRequest,
+    server: Server,
+    request: Request,
+    traceparent: Annotated[str | None, Header()] = None,
+) -> dict[str, Any]:
     entry = await _entry(server, body)
+    principal = auth.recorded(request)
+    await _authorized(server, principal, entry, body.parent_execution_id)
     payload = body.payload if body.payload is not None else body.workload
     await check_payload(server, entry, payload)
     await admit(server, entry)
@@ -52,7 +61,9 @@ async def execute(body: ExecuteRequest, server: Server) -> dict[str, Any]:
         payload,
         parent_execution_id=body.parent_execution_id,
         priority=body.priority,
+        principal=principal,
         playbook=playbook,
+        lineage=traces.lineage(traceparent),
     )
     async with server.pool.connection() as conn:
         row = await executions.get(conn, execution_id)
@@ -94,6 +105,21 @@ async def admit(server: ServerContext, entry: CatalogEntry) -> None:
         )
 
 
+async def _authorized(
+    server: ServerContext, principal: dict[str, Any] | None, entry: CatalogEntry, parent: int | None
+) -> None:
+    """The entry, and the parent execution when one is named, must be within the principal's paths
+    (the gateway decided so already; this holds for any other holder of the service token too)."""
+    authz.check(principal, entry.path, "playbook")
+    if parent is None:
+        return
+    async with server.pool.connection() as conn:
+        row = await executions.get(conn, parent)
+    if row is None:
+        raise NotFound(f"parent execution {parent} not found")
+    authz.check(principal, row.path, "parent execution of")
+
+
 async def _entry(server: ServerContext, body: ExecuteRequest) -> CatalogEntry:
     if body.catalog_id is None and not body.path:
         raise UsageError("give path (and optionally version) or catalog_id")
@@ -105,4 +131,9 @@ async def _entry(server: ServerContext, body: ExecuteRequest) -> CatalogEntry:
             body.catalog_id if body.catalog_id is not None else f"{body.path} version {version or 'latest'}"
         )
         raise NotFound(f"playbook {what} not found in the catalog")
+    if body.catalog_id is not None and body.path and body.path != entry.path:
+        raise UsageError(
+            f"catalog_id {body.catalog_id} is '{entry.path}', not '{body.path}': give one or the other",
+            field="path",
+        )
     return entry

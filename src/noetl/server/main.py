@@ -49,6 +49,7 @@ def serve(settings: ServerSettings) -> None:
         log_level=settings.log_level,
         log_config=logs.uvicorn_config(settings.log_format) or uvicorn.config.LOGGING_CONFIG,
         lifespan="on",
+        proxy_headers=False,  # the client address is the peer's: X-Forwarded-For changes nothing here
         timeout_graceful_shutdown=int(settings.shutdown_grace) + 1,
     )
     server = uvicorn.Server(config)

@@ -61,6 +61,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(NoetlError, _noetl_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RecursionError, _too_deep)
     _install_driver_handlers(app)
 
 
@@ -95,13 +96,25 @@ async def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:
     return response
 
 
+async def _too_deep(_request: Request, _exc: Exception) -> JSONResponse:
+    """A request body nested so deeply that parsing it exhausted the stack: the client's error."""
+    return problem(400, "the request body is nested too deeply", "invalid_request")
+
+
 def _install_driver_handlers(app: FastAPI) -> None:
     """Connection trouble outside a store call (taking a pooled connection) is a 503 too."""
     import psycopg
+    import psycopg.errors
     import psycopg_pool
 
     async def unavailable(_request: Request, exc: Exception) -> JSONResponse:
         return problem(503, f"PostgreSQL unavailable: {exc}", "store_unavailable")
 
+    async def out_of_range(_request: Request, _exc: Exception) -> JSONResponse:
+        return problem(
+            400, "a number in the request is out of range (e.g. offset, page or an id)", "invalid_request"
+        )
+
+    app.add_exception_handler(psycopg.errors.NumericValueOutOfRange, out_of_range)
     app.add_exception_handler(psycopg_pool.PoolTimeout, unavailable)
     app.add_exception_handler(psycopg.OperationalError, unavailable)

@@ -1,5 +1,7 @@
 """The lease reaper: expired leases go back to the queue, or fail after their last attempt.
 
+The same sweep wakes waiting commands whose wait timed out (``commands.wake_due``).
+
 Only one server reaps at a time. Leadership is a session advisory lock held on a dedicated
 connection: the server that gets it reaps every ``interval`` seconds; the others try again each
 interval. When the leader's connection breaks, PostgreSQL drops its lock and another server takes
@@ -74,7 +76,9 @@ async def reap_once(conn: Connection) -> int:
     # connection that broke between two reaps reads as a lost connection (reconnect), not a crash.
     with translated("reaping expired leases"):
         async with conn.transaction():
-            return await commands.reap(conn)
+            reaped = await commands.reap(conn)
+        async with conn.transaction():
+            return reaped + await commands.wake_due(conn)
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

@@ -6,6 +6,9 @@ locked so that even two leaders could not start the same run twice), starts thei
 moves ``next_run_at`` on. The others try for the lock every tick; when the leader's connection
 breaks (the server died), PostgreSQL drops the lock and the next server to try takes over.
 
+The leader also applies the retention setting (``NOETL_RETENTION``): once an hour it deletes the
+executions that ended longer ago and that every export sink has (``noetl.store.prune``).
+
 The leader also keeps the queue fair over time: every ``aging_seconds`` a ready command has waited
 it gains one priority step (``backlog.age``), so low-priority work runs under sustained
 high-priority load; and it forgets admissions of executions that ended.
@@ -33,7 +36,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from psycopg_pool import PoolTimeout
 
 from noetl.errors import NoetlError, UsageError
-from noetl.store import backlog, catalog, db, schedules
+from noetl.store import backlog, catalog, db, prune, schedules
 from noetl.store.db import Connection
 from noetl.store.errors import translated
 from noetl.store.schedules import Schedule
@@ -47,6 +50,8 @@ ON_TIME_SECONDS = 30.0
 MAX_FIRE_TIMES = 10_000
 """Fire times looked at per due schedule (bounds the work after very long downtime)."""
 MAX_BACKOFF_SECONDS = 30.0
+PRUNE_EVERY_SECONDS = 3600.0
+"""How often the leader applies the retention setting."""
 
 
 # ---- timing (pure) ------------------------------------------------------------------------------
@@ -126,11 +131,16 @@ def plan(schedule: Schedule, now: datetime) -> Plan:
 class Scheduler:
     """The scheduler task of one server (``run``); ``leader`` says whether it leads right now."""
 
-    def __init__(self, context: Any, *, tick: float = 1.0, aging_seconds: float = 30.0) -> None:
+    def __init__(
+        self, context: Any, *, tick: float = 1.0, aging_seconds: float = 30.0, retention: float = 0.0
+    ) -> None:
         self.context = context
         """The ServerContext: database URL, pool and orchestrator."""
         self.tick = tick
         self.aging_seconds = aging_seconds
+        self.retention = retention
+        """Seconds an ended execution is kept (0: forever)."""
+        self._pruned_at = -PRUNE_EVERY_SECONDS
         self.leader = False
         self._aged_at = time.monotonic()
 
@@ -204,7 +214,24 @@ class Scheduler:
         )
         return ran
 
+    async def _retain(self) -> None:
+        if self.retention <= 0 or time.monotonic() - self._pruned_at < PRUNE_EVERY_SECONDS:
+            return
+        self._pruned_at = time.monotonic()
+        cutoff = datetime.now(UTC) - timedelta(seconds=self.retention)
+        async with self.context.pool.connection() as conn:
+            found = await prune.prune(conn, cutoff)
+        if found.executions or found.held_for_export:
+            log.info(
+                "retention: deleted %d executions that ended before %s (%d events); %d kept for export",
+                found.executions,
+                cutoff.isoformat(),
+                found.events,
+                found.held_for_export,
+            )
+
     async def _upkeep(self) -> None:
+        await self._retain()
         if self.aging_seconds <= 0 or time.monotonic() - self._aged_at < self.aging_seconds / 2:
             return
         self._aged_at = time.monotonic()

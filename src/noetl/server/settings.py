@@ -11,7 +11,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from noetl.dsl import durations
 from noetl.errors import UsageError
+from noetl.telemetry import traces
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8082
@@ -46,6 +48,7 @@ ENVIRONMENT = {
     "export_clickhouse_database": "NOETL_EXPORT_CLICKHOUSE_DATABASE",
     "export_batch": "NOETL_EXPORT_BATCH",
     "export_interval": "NOETL_EXPORT_INTERVAL",
+    "retention_seconds": "NOETL_RETENTION",
 }
 
 
@@ -126,6 +129,13 @@ class ServerSettings:
     """Events per export batch."""
     export_interval: float = 1.0
     """Seconds between export polls once the sink has caught up."""
+    retention_seconds: float = 0.0
+    """``NOETL_RETENTION`` (e.g. ``30d``): the scheduler's leader deletes, once an hour, executions
+    that ended longer ago and that every export sink has (0: keep everything)."""
+    otlp_traces: bool = False
+    """Send the spans of ended executions over OTLP/HTTP: on when ``OTEL_EXPORTER_OTLP_ENDPOINT`` or
+    ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is set (and ``OTEL_TRACES_EXPORTER`` is not ``none``, nor
+    ``OTEL_SDK_DISABLED`` true). The SDK reads the other ``OTEL_*`` variables itself."""
 
     def __post_init__(self) -> None:
         for part in (p.strip() for p in self.queue_depth_by_pool.split(",") if p.strip()):
@@ -145,6 +155,7 @@ class ServerSettings:
             if raw is None or raw == "":
                 continue
             values[name] = _convert(name, var, raw)
+        values["otlp_traces"] = traces.otlp_enabled(env)
         return cls(**values)  # type: ignore[arg-type]
 
 
@@ -163,6 +174,15 @@ def _bool(raw: str) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise ValueError(raw)
+
+
+def _duration(raw: str) -> float:
+    if raw.strip().lower() in ("0", "off", "none"):
+        return 0.0
+    try:
+        return durations.seconds(raw, "NOETL_RETENTION")
+    except UsageError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _path(raw: str) -> Path:
@@ -186,4 +206,5 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "insecure_loopback": _bool,
     "export_batch": int,
     "export_interval": float,
+    "retention_seconds": _duration,
 }

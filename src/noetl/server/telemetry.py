@@ -10,7 +10,6 @@ window, else from PostgreSQL's event log; the answer says which (``source``).
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,43 +17,42 @@ from fastapi import APIRouter
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, Field
 
+from noetl.dsl import durations
 from noetl.errors import SinkError, UsageError
-from noetl.server.context import Server
+from noetl.server.context import Server, ServerContext
 from noetl.server.settings import ServerSettings
 from noetl.store import exports
 from noetl.store.db import Connection
-from noetl.telemetry import export
+from noetl.telemetry import clickhouse, export, traces
 
 router = APIRouter(prefix="/api", tags=["telemetry"])
 
-WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-MAX_WINDOW_SECONDS = 10 * 365 * 86400.0
-
 
 def exporter(settings: ServerSettings, pool: AsyncConnectionPool[Connection]) -> export.Exporter | None:
-    """The server's exporter, when ``NOETL_EXPORT_CLICKHOUSE_URL`` names a sink."""
-    if not settings.export_clickhouse_url:
+    """The server's exporter, when a sink is configured: ClickHouse (``NOETL_EXPORT_CLICKHOUSE_URL``)
+    and OTLP traces (the standard ``OTEL_EXPORTER_OTLP_*`` variables)."""
+    sinks: list[export.Sink] = []
+    if settings.export_clickhouse_url:
+        sinks.append(
+            clickhouse.EventSink(settings.export_clickhouse_url, settings.export_clickhouse_database)
+        )
+    if settings.otlp_traces:
+        sinks.append(traces.TraceSink())
+    if not sinks:
         return None
     assert settings.database_url is not None
-    config = export.ExportSettings(
-        clickhouse_url=settings.export_clickhouse_url,
-        database=settings.export_clickhouse_database,
-        batch=settings.export_batch,
-        interval=settings.export_interval,
-    )
-    return export.Exporter(settings.database_url, pool, config)
+    config = export.ExportSettings(batch=settings.export_batch, interval=settings.export_interval)
+    return export.Exporter(settings.database_url, pool, sinks, config)
+
+
+def _events_sink(server: ServerContext) -> clickhouse.EventSink | None:
+    found = server.exporter.sink(clickhouse.SINK) if server.exporter is not None else None
+    return found if isinstance(found, clickhouse.EventSink) else None
 
 
 def window_seconds(text: str) -> float:
     """``30m``, ``24h``, ``7d``, ``2w`` or plain seconds."""
-    match = WINDOW.match(text)
-    if match is None:
-        raise UsageError(f"window {text!r} is not a duration such as 30m, 24h or 7d", field="window")
-    seconds = float(match[1]) * UNITS[match[2]]
-    if not 0 < seconds <= MAX_WINDOW_SECONDS:
-        raise UsageError(f"window {text!r} must be more than 0 and at most 10 years", field="window")
-    return seconds
+    return durations.seconds(text, "window")
 
 
 class BackfillRequest(BaseModel):
@@ -74,15 +72,16 @@ async def export_status(server: Server) -> dict[str, Any]:
 
 @router.post("/export/backfill")
 async def export_backfill(body: BackfillRequest, server: Server) -> dict[str, Any]:
-    if server.exporter is None:
-        raise UsageError("no export sink is configured (set NOETL_EXPORT_CLICKHOUSE_URL on the server)")
+    sink = _events_sink(server)
+    if sink is None or server.exporter is None:
+        raise UsageError("no ClickHouse export is configured (set NOETL_EXPORT_CLICKHOUSE_URL on the server)")
     if (body.since is None) == (body.window is None):
         raise UsageError("give exactly one of 'since' (a time) or 'window' (e.g. 24h)", field="since")
     since = body.since or datetime.now(UTC) - timedelta(seconds=window_seconds(body.window or ""))
     if since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
-    sent = await server.exporter.backfill(since)
-    return {"sink": export.SINK, "since": since.isoformat(), "events": sent}
+    sent = await sink.backfill(server.pool, since, server.settings.export_batch, server.exporter.kinds)
+    return {"sink": sink.name, "since": since.isoformat(), "events": sent}
 
 
 @router.get("/stats/{path:path}")
@@ -105,16 +104,17 @@ async def stats(path: str, server: Server, window: str = "24h") -> dict[str, Any
 async def _step_stats(
     server: Server, conn: Connection, path: str, since: datetime
 ) -> tuple[list[dict[str, Any]], str]:
-    if server.exporter is not None and await _caught_up(conn):
+    sink = _events_sink(server)
+    if sink is not None and await _caught_up(conn):
         try:
-            return await server.exporter.step_stats(path, since), "clickhouse"
+            return await sink.step_stats(path, since), "clickhouse"
         except SinkError:
             pass  # the sink is down: the log has the same answer
     rows = await exports.step_stats(conn, path, since)
-    return [export.stat_row(row) for row in rows], "postgres"
+    return [clickhouse.stat_row(row) for row in rows], "postgres"
 
 
 async def _caught_up(conn: Connection) -> bool:
-    cursor = await exports.cursor(conn, export.SINK)
+    cursor = await exports.cursor(conn, clickhouse.SINK)
     events, _ = await exports.lag(conn, cursor.position, cap=1)
     return events == 0

@@ -206,6 +206,50 @@ async def cancel(conn: Connection, execution_id: int) -> list[str]:
 
 
 @wrap
+async def suspend(
+    conn: Connection,
+    worker_id: str,
+    command_id: str,
+    attempt: int,
+    *,
+    wait: Mapping[str, Any],
+    ready: bool,
+    seconds: float | None,
+) -> str | None:
+    """End the run of a leased command that waits for ``wait``: ``waiting`` (no lease, no worker, its
+    attempt given back, ``wake_at`` in ``seconds`` when given), or ``ready`` at once when ``ready``.
+    Returns the new status, or None (no change) when the lease is no longer this worker's."""
+    params = {
+        "worker_id": worker_id,
+        "command_id": command_id,
+        "attempt": attempt,
+        "wait": jsonb.param(dict(wait)),
+        "ready": ready,
+        "seconds": seconds,
+    }
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute(Q["suspend"], params, prepare=True)
+        row = await cur.fetchone()
+    return None if row is None else str(row[0])
+
+
+@wrap
+async def wake_waiters(conn: Connection, child_execution_ids: Sequence[int]) -> None:
+    """Make ready the waiting commands that called these child executions (which just ended)."""
+    if child_execution_ids:
+        params = {"execution_ids": list(child_execution_ids)}
+        await conn.execute(Q["wake_waiters"], params, prepare=True)
+
+
+@wrap
+async def wake_due(conn: Connection, limit: int = 1000) -> int:
+    """Make ready the waiting commands whose wait timed out or whose child ended; returns how many."""
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute(Q["wake_due"], {"limit": limit})
+        return cur.rowcount
+
+
+@wrap
 async def depth(conn: Connection) -> dict[str, int]:
     """Ready commands per pool."""
     async with conn.cursor(row_factory=tuple_row) as cur:

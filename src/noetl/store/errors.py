@@ -58,6 +58,16 @@ class StoreConflict(StoreError):
         return "conflict"
 
 
+class StoreBadValue(StoreError):
+    """A value the request gave is out of the column's range (e.g. an offset beyond bigint)."""
+
+    http_status = 400
+
+    @property
+    def kind(self) -> str:
+        return "invalid_request"
+
+
 def from_driver(exc: psycopg.Error, doing: str) -> StoreError:
     """The NoETL error for a psycopg error raised while ``doing`` something (a short verb phrase)."""
     sqlstate = exc.sqlstate
@@ -65,6 +75,8 @@ def from_driver(exc: psycopg.Error, doing: str) -> StoreError:
     message = f"{doing}: {detail}"
     if isinstance(exc, pg_errors.UniqueViolation):
         return StoreConflict(message, sqlstate=sqlstate)
+    if isinstance(exc, pg_errors.NumericValueOutOfRange):
+        return StoreBadValue(f"a number in the request is out of range ({message})", sqlstate=sqlstate)
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
         return StoreUnavailable(f"PostgreSQL unavailable while {message}", sqlstate=sqlstate)
     return StoreError(message, sqlstate=sqlstate)

@@ -41,14 +41,17 @@ async def create(
     path: str,
     payload: dict[str, Any] | None,
     parent_execution_id: int | None = None,
+    principal: dict[str, Any] | None = None,
 ) -> None:
-    """Insert a RUNNING execution with no events yet (``last_event_id`` 0)."""
+    """Insert a RUNNING execution with no events yet (``last_event_id`` 0), started for
+    ``principal`` (``{name, role, paths}``; None: no one in particular, e.g. a schedule)."""
     params = {
         "execution_id": execution_id,
         "catalog_id": catalog_id,
         "path": path,
         "parent_execution_id": parent_execution_id,
         "payload": jsonb.param(payload) if payload is not None else None,
+        "principal": jsonb.param(principal) if principal is not None else None,
     }
     await conn.execute(Q["create"], params)
 
@@ -77,6 +80,15 @@ async def create_child(
         await cur.execute(Q["create_child"], params)
         row = await cur.fetchone()
     return None if row is None else int(row[0])
+
+
+@wrap
+async def principal(conn: Connection, execution_id: int) -> dict[str, Any] | None:
+    """The principal recorded for the execution (its root's), or None."""
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute(Q["principal"], {"execution_id": execution_id})
+        row = await cur.fetchone()
+    return None if row is None or row[0] is None else dict(row[0])
 
 
 @wrap
@@ -130,6 +142,34 @@ async def lock(conn: Connection, execution_ids: Sequence[int]) -> builtins.list[
     async with conn.cursor(row_factory=class_row(ExecutionRow)) as cur:
         await cur.execute(Q["lock"], {"execution_ids": builtins.list(execution_ids)}, prepare=True)
         return await cur.fetchall()
+
+
+@wrap
+async def lock_waiting(conn: Connection, execution_ids: Sequence[int]) -> builtins.list[ExecutionRow]:
+    """Lock ``execution_ids`` (any status) in id order, waiting for transactions that hold them: a
+    command's execution and the child it waits for, while the command is suspended."""
+    async with conn.cursor(row_factory=class_row(ExecutionRow)) as cur:
+        await cur.execute(Q["lock_waiting"], {"execution_ids": sorted(set(execution_ids))}, prepare=True)
+        return await cur.fetchall()
+
+
+@wrap
+async def hold_parent(conn: Connection, execution_id: int) -> tuple[str, bool, str | None] | None:
+    """Share-lock a parent execution until the transaction ends; its (status, cancel_requested,
+    cancel_reason), or None when it does not exist."""
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute(Q["hold_parent"], {"execution_id": execution_id}, prepare=True)
+        row = await cur.fetchone()
+    return None if row is None else (str(row[0]), bool(row[1]), row[2])
+
+
+@wrap
+async def age(conn: Connection, execution_id: int) -> tuple[str, float] | None:
+    """An execution's status and seconds since it was created (the database's clock), or None."""
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute(Q["age"], {"execution_id": execution_id}, prepare=True)
+        row = await cur.fetchone()
+    return None if row is None else (str(row[0]), float(row[1]))
 
 
 @wrap

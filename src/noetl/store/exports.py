@@ -129,3 +129,29 @@ async def execution_stats(conn: Connection, path: str, moment: datetime) -> dict
         await cur.execute(Q["execution_stats"], {"path": path, "since": moment})
         row = await cur.fetchone()
     return {key: int(value) for key, value in (row or {}).items()}
+
+
+@wrap
+async def execution_info(conn: Connection, execution_id: int) -> dict[str, Any] | None:
+    """An execution's path, catalog entry and parent (with the parent's ``parent_key``), for traces."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(Q["execution_info"], {"execution_id": execution_id})
+        return await cur.fetchone()
+
+
+@wrap
+async def command_rows(conn: Connection, command_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Command id -> its pool, worker and attempt (by primary key)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(Q["command_rows"], {"command_ids": command_ids})
+        return {row["command_id"]: row for row in await cur.fetchall()}
+
+
+@wrap
+async def trace_root(conn: Connection, execution_id: int) -> tuple[int, str | None] | None:
+    """The root execution of ``execution_id``'s sub-playbook chain and the trace id its execute
+    request carried (None when it carried none); None when the execution is unknown."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(Q["trace_root"], {"execution_id": execution_id})
+        row = await cur.fetchone()
+    return (int(row["execution_id"]), row["trace_id"]) if row else None

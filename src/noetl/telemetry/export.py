@@ -1,11 +1,15 @@
-"""The event exporter: every event of the log, delivered to ClickHouse in batches, at least once.
+"""The exporter: every event of the log, delivered to each configured sink, at least once.
 
-One server exports at a time (a session advisory lock, as the reaper and the scheduler lead). The
-leader reads the log after the sink's durable cursor (``noetl.store.exports``), turns each event into
-a flat row (:func:`row`), inserts the batch, and only then advances the cursor; a crash between the
-two sends the batch again, which the sink's table counts once. While ClickHouse is down the leader
-backs off (up to :data:`MAX_BACKOFF_SECONDS`), records the error on the cursor for
-``noetl export status``, and resumes from the cursor when the sink answers again.
+Sinks: ClickHouse (``noetl.telemetry.clickhouse.EventSink``: a row per event) and OTLP traces
+(``noetl.telemetry.traces.TraceSink``: the spans of each execution that ended). Each has a durable
+cursor of its own (``noetl.store.exports``), so a slow or broken sink never holds another back.
+
+One server exports at a time (a session advisory lock, as the reaper and the scheduler lead). For
+each sink the leader reads the log after the sink's cursor, hands the batch to the sink, and only
+then advances the cursor; a crash between the two sends the batch again, which every sink takes
+idempotently (ClickHouse counts an event once; a span re-sent has the same ids). While a sink is
+down the leader backs off for that sink (up to :data:`MAX_BACKOFF_SECONDS`), records the error on its
+cursor for ``noetl export status``, and resumes from the cursor when the sink answers again.
 
 Events are stored redacted (secrets never reach the log), so what leaves is what the log holds.
 """
@@ -14,91 +18,67 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from noetl.dsl import parser
 from noetl.errors import NoetlError, SinkError
 from noetl.store import catalog, db, exports
 from noetl.store.db import Connection
 from noetl.store.errors import translated
-from noetl.telemetry.clickhouse import ClickHouse
 
 log = logging.getLogger("noetl.export")
 
-SINK = "clickhouse"
 LEADER_LOCK_KEY = 0x6E6F65746C_0010
 """Fixed advisory lock key of the export leader ("noetl" in ASCII + 16)."""
 MAX_BACKOFF_SECONDS = 5.0
 KINDS_CACHED = 256
 """Playbooks whose step -> tool kind map the exporter keeps (by catalog id)."""
 
-_STATUS = {
-    "call.done": "ok",
-    "call.error": "error",
-    "command.completed": "COMPLETED",
-    "command.failed": "FAILED",
-    "command.cancelled": "CANCELLED",
-    "playbook.completed": "COMPLETED",
-    "playbook.failed": "FAILED",
-    "playbook.cancelled": "CANCELLED",
-    "step.skipped": "SKIPPED",
-}
-
 
 @dataclass(frozen=True, slots=True)
 class ExportSettings:
-    """Where and how to export; ``clickhouse_url`` None switches the exporter off."""
-
-    clickhouse_url: str | None = None
-    database: str = "noetl"
     batch: int = 5000
+    """Events per batch."""
     interval: float = 1.0
+    """Seconds between polls once every sink has caught up."""
 
 
-# ---- one event -> one row (pure) ------------------------------------------------------------------
+class Sink(Protocol):
+    """Where exported events go."""
+
+    name: str
+    """The sink's cursor name (``clickhouse``, ``otlp``)."""
+
+    async def deliver(self, conn: Connection, events: Sequence[dict[str, Any]], kinds: KindCache) -> None:
+        """Take one batch (``exports.batch`` rows); SinkError when the sink did not take it."""
+
+    async def close(self) -> None: ...
 
 
-def row(event: Mapping[str, Any], tool_kinds: Mapping[str, str], exported_at_ms: int) -> dict[str, Any]:
-    """The flat ClickHouse row of one event read by ``exports.batch``."""
-    data = json.loads(event["data"]) if isinstance(event["data"], str) else dict(event["data"] or {})
-    found = data.get("error")
-    error: dict[str, Any] = found if isinstance(found, dict) else {}
-    step = event["step"] or ""
-    index = data.get("index")
-    duration = data.get("duration_ms")
-    created: datetime = event["created_at"]
-    return {
-        "execution_id": int(event["execution_id"]),
-        "event_id": int(event["event_id"]),
-        "event_type": event["event_type"],
-        "step": step,
-        "command_id": event["command_id"] or "",
-        "playbook_path": event["path"] or "",
-        "catalog_id": int(event["catalog_id"] or 0),
-        "parent_execution_id": int(event["parent_execution_id"] or 0),
-        "status": str(data.get("status") or _STATUS.get(event["event_type"], "")),
-        "tool_kind": tool_kinds.get(step, ""),
-        "pool": event["pool"] or "",
-        "worker_id": event["worker_id"] or "",
-        "attempt": int(event["attempt"] or data.get("attempt") or 0),
-        "tries": int(data["attempts"]) if isinstance(data.get("attempts"), int) else 0,
-        "loop_index": int(index) if isinstance(index, int) else -1,
-        "duration_ms": float(duration) if isinstance(duration, int | float) else None,
-        "error_kind": str(error.get("kind") or ""),
-        "error_message": str(error.get("message") or "")[:4000],
-        "at": int(event["at"]),
-        "at_seconds": float(event["at"]),
-        "created_at": int(created.timestamp()),
-        "exported_at": exported_at_ms,
-        "data": event["data"] if isinstance(event["data"], str) else json.dumps(data),
-    }
+class KindCache:
+    """Step -> tool kind of catalog entries, read once each (bounded)."""
+
+    def __init__(self) -> None:
+        self._kinds: OrderedDict[int, dict[str, str]] = OrderedDict()
+
+    async def of(self, conn: Connection, catalog_id: int | None) -> Mapping[str, str]:
+        if catalog_id is None:
+            return {}
+        kinds = self._kinds.get(catalog_id)
+        if kinds is None:
+            entry = await catalog.get(conn, catalog_id=catalog_id)
+            kinds = step_kinds(entry.content) if entry is not None else {}
+            self._kinds[catalog_id] = kinds
+            if len(self._kinds) > KINDS_CACHED:
+                self._kinds.popitem(last=False)
+        else:
+            self._kinds.move_to_end(catalog_id)
+        return kinds
 
 
 def step_kinds(content: str) -> dict[str, str]:
@@ -111,23 +91,30 @@ def step_kinds(content: str) -> dict[str, str]:
     return {step.name: "+".join(task.kind for task in step.tool) for step in playbook.workflow}
 
 
-# ---- the exporter -----------------------------------------------------------------------------------
+@dataclass
+class _Lane:
+    """One sink's place in the export loop: its backoff after failures."""
+
+    sink: Sink
+    backoff: float
+    next_try: float = 0.0
+    failures: int = 0
 
 
 class Exporter:
     """The export task of one server (``run``); ``leader`` says whether it exports right now."""
 
-    def __init__(self, database_url: str, pool: Any, settings: ExportSettings) -> None:
-        assert settings.clickhouse_url is not None, "the exporter runs only with a sink"
+    def __init__(self, database_url: str, pool: Any, sinks: Sequence[Sink], settings: ExportSettings) -> None:
         self.database_url = database_url
         self.pool = pool
         self.settings = settings
-        self.sink = ClickHouse(settings.clickhouse_url, database=settings.database)
+        self.sinks = {sink.name: sink for sink in sinks}
+        self._lanes = [_Lane(sink, settings.interval) for sink in sinks]
+        self.kinds = KindCache()
         self.leader = False
-        self.failures = 0
-        """Batches the sink refused since this server started (``/metrics``)."""
-        self._kinds: OrderedDict[int, dict[str, str]] = OrderedDict()
-        self._schema_ready = False
+
+    def sink(self, name: str) -> Sink | None:
+        return self.sinks.get(name)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Export while this server leads, until ``stop`` is set; survives lost connections."""
@@ -147,92 +134,54 @@ class Exporter:
                     self.leader = False
                     await conn.close()
         finally:
-            await self.sink.close()
+            for sink in self.sinks.values():
+                await sink.close()
 
     async def _lead(self, conn: Connection, stop: asyncio.Event) -> None:
-        backoff = self.settings.interval
         while not stop.is_set():
             if self.leader:
                 with translated("checking the exporter's connection"):
                     await conn.execute("SELECT 1")
             else:
                 self.leader = await _try_lock(conn)
-            if not self.leader:
-                await _wait(stop, self.settings.interval)
-                continue
-            try:
-                sent = await self.export_once()
-            except SinkError as exc:
-                self.failures += 1
-                await self._failed(str(exc))
-                log.warning("export to %s failed (%s); retrying in %.1fs", SINK, exc, backoff)
-                await _wait(stop, backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-                continue
-            backoff = self.settings.interval
-            if sent < self.settings.batch:  # caught up: wait for more
+            busy = False
+            if self.leader:
+                for lane in self._lanes:
+                    busy = await self._turn(lane) or busy
+            if not busy:
                 await _wait(stop, self.settings.interval)
 
-    async def export_once(self) -> int:
-        """Deliver the next batch after the cursor; how many events it held."""
-        if not self._schema_ready:
-            await self.sink.ensure_schema()
-            self._schema_ready = True
+    async def _turn(self, lane: _Lane) -> bool:
+        """One batch for one sink, unless it is backing off; True when more may be waiting."""
+        if time.monotonic() < lane.next_try:
+            return False
+        try:
+            sent = await self.export_once(lane.sink)
+        except SinkError as exc:
+            lane.failures += 1
+            await self._failed(lane.sink.name, str(exc))
+            log.warning("export to %s failed (%s); retrying in %.1fs", lane.sink.name, exc, lane.backoff)
+            lane.next_try = time.monotonic() + lane.backoff
+            lane.backoff = min(lane.backoff * 2, MAX_BACKOFF_SECONDS)
+            return False
+        lane.backoff = self.settings.interval
+        return sent >= self.settings.batch
+
+    async def export_once(self, sink: Sink) -> int:
+        """Deliver the next batch after the sink's cursor; how many events it held."""
         async with self.pool.connection() as conn:
-            cursor = await exports.cursor(conn, SINK)
+            cursor = await exports.cursor(conn, sink.name)
             events = await exports.batch(conn, cursor.position, self.settings.batch)
             if not events:
                 return 0
-            rows = [row(e, await self._tool_kinds(conn, e["catalog_id"]), _now_ms()) for e in events]
-        await self.sink.insert("events", rows)
-        async with self.pool.connection() as conn:
-            await exports.advance(conn, SINK, exports.position_of(events[-1]), len(events))
+            await sink.deliver(conn, events, self.kinds)
+            await exports.advance(conn, sink.name, exports.position_of(events[-1]), len(events))
         return len(events)
 
-    async def backfill(self, since: datetime) -> int:
-        """Send every event written at or after ``since`` again (the cursor does not move)."""
-        await self.sink.ensure_schema()
-        position, total = exports.Position(), 0
-        while True:
-            async with self.pool.connection() as conn:
-                events = await exports.since(conn, since, position, self.settings.batch)
-                rows = [row(e, await self._tool_kinds(conn, e["catalog_id"]), _now_ms()) for e in events]
-            if not events:
-                return total
-            total += await self.sink.insert("events", rows)
-            position = exports.position_of(events[-1])
-
-    async def step_stats(self, path: str, since: datetime) -> list[dict[str, Any]]:
-        """``GET /api/stats`` from the sink: per step calls, failures, retries, p50/p95/max ms."""
-        db_ = self.sink.database
-        query = (
-            "SELECT step, count() AS calls, countIf(event_type = 'call.error') AS failures, "
-            "sum(if(tries > 1, tries - 1, 0)) AS retries, quantile(0.5)(duration_ms) AS p50_ms, "
-            "quantile(0.95)(duration_ms) AS p95_ms, max(duration_ms) AS max_ms "
-            f"FROM {db_}.events FINAL WHERE playbook_path = '{_quote(path)}' "
-            f"AND at >= toDateTime({int(since.timestamp())}) "
-            "AND event_type IN ('call.done', 'call.error') GROUP BY step ORDER BY step"
-        )
-        return [stat_row(r) for r in await self.sink.rows(query)]
-
-    async def _tool_kinds(self, conn: Connection, catalog_id: int | None) -> Mapping[str, str]:
-        if catalog_id is None:
-            return {}
-        kinds = self._kinds.get(catalog_id)
-        if kinds is None:
-            entry = await catalog.get(conn, catalog_id=catalog_id)
-            kinds = step_kinds(entry.content) if entry is not None else {}
-            self._kinds[catalog_id] = kinds
-            if len(self._kinds) > KINDS_CACHED:
-                self._kinds.popitem(last=False)
-        else:
-            self._kinds.move_to_end(catalog_id)
-        return kinds
-
-    async def _failed(self, error: str) -> None:
+    async def _failed(self, sink: str, error: str) -> None:
         with contextlib.suppress(NoetlError):
             async with self.pool.connection() as conn:
-                await exports.failed(conn, SINK, error)
+                await exports.failed(conn, sink, error)
 
 
 async def status(conn: Connection) -> list[dict[str, Any]]:
@@ -251,35 +200,6 @@ async def status(conn: Connection) -> list[dict[str, Any]]:
             }
         )
     return out
-
-
-def stat_row(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """One step's statistics in the API's shape (from ClickHouse's or PostgreSQL's row)."""
-    calls, failures, retries = int(raw["calls"]), int(raw["failures"]), int(raw["retries"] or 0)
-    return {
-        "step": raw["step"],
-        "calls": calls,
-        "failures": failures,
-        "failure_rate": round(failures / calls, 4) if calls else 0.0,
-        "retries": retries,
-        "retry_rate": round(retries / calls, 4) if calls else 0.0,
-        "p50_ms": _ms(raw["p50_ms"]),
-        "p95_ms": _ms(raw["p95_ms"]),
-        "max_ms": _ms(raw["max_ms"]),
-    }
-
-
-def _ms(value: Any) -> float | None:
-    return round(float(value), 3) if value is not None else None
-
-
-def _quote(text: str) -> str:
-    """``text`` inside a single-quoted ClickHouse string literal."""
-    return text.replace("\\", "\\\\").replace("'", "\\'")
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 async def _try_lock(conn: Connection) -> bool:

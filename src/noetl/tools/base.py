@@ -26,7 +26,22 @@ ChildRunner = Callable[..., Awaitable[dict[str, Any]]]
 """``await run_child(path=..., payload=..., version=..., return_step=..., wait=True)``.
 
 Returns ``{"execution_id", "status", "result", "error"}`` for a finished child, or
-``{"execution_id", "status"}`` when ``wait`` is False."""
+``{"execution_id", "status"}`` when ``wait`` is False. With ``resumable=True`` (and ``timeout``:
+seconds the call may wait, counted from the child's start) a runtime that can park the command may
+raise :class:`Suspended` instead of waiting for an unfinished child."""
+
+
+class Suspended(BaseException):
+    """The call waits for something that needs no CPU: end this run of the command, park it.
+
+    Raised by a runtime's service (the worker's child runner), never by a tool's own code, and not
+    an :class:`Exception`, so the task runner's error handling lets it through like cancellation.
+    ``wait`` says what for (``{"kind": "playbook", "execution_id": ..., "seconds": ...}``); the
+    command runs again from its start once that is ready, and the call then finds it done."""
+
+    def __init__(self, wait: dict[str, Any]) -> None:
+        super().__init__(f"waiting for {wait.get('kind')} {wait.get('execution_id', '')}".strip())
+        self.wait = wait
 
 
 @dataclass(slots=True)
@@ -38,6 +53,8 @@ class Services:
     extras: dict[str, Any] = field(default_factory=dict)
     sandbox: Sandbox | None = None
     """How python and shell tasks are contained (:mod:`noetl.tools.sandbox`); None: a clean environment."""
+    trace_headers: Mapping[str, str] = field(default_factory=dict)
+    """W3C trace context (``traceparent``) that outbound calls carry, when tracing is on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +72,11 @@ class Call:
     services: Services = field(default_factory=Services)
     path: str = ""
     """The catalog path of the playbook the task belongs to (its scope for the python pool)."""
+    resumable: bool = False
+    """The command may end here and run again from its start (every task run before this call in
+    the command was a sub-playbook call, which attaches to its child when run again)."""
+    context: Mapping[str, JSON] | None = None
+    """The task's render context as plain JSON, for tools that expose it (python's ``context``)."""
 
 
 @runtime_checkable

@@ -54,9 +54,10 @@ class DuckdbTool:
         "database": (str, type(None)),
         "params": (list, dict, type(None)),
         "as_objects": (bool,),
+        "script": (dict,),  # loaded into 'command' by the runner (noetl.runtime.scripts)
         **fields.TIMEOUTS,
     }
-    required_fields: tuple[tuple[str, ...], ...] = ((*_PLAIN_SQL_FIELDS, *_BASE64_SQL_FIELDS),)
+    required_fields: tuple[tuple[str, ...], ...] = ((*_PLAIN_SQL_FIELDS, *_BASE64_SQL_FIELDS, "script"),)
 
     async def run(self, call: Call) -> JSON:
         params = _params(call)

@@ -1,4 +1,4 @@
-"""The ``http`` tool: one HTTP request; the result is ``{status_code, headers, data}`` (DECISIONS 8).
+"""The ``http`` tool: one HTTP request; the result is ``{status_code, headers, data, body}`` (DECISIONS 8).
 
 Fields (REFERENCE §4.4):
 
@@ -7,10 +7,15 @@ Fields (REFERENCE §4.4):
   JSON, a string as raw text), or ``form`` (a map sent form-encoded);
 * ``timeout`` / ``timeout_seconds`` (seconds, or ``{connect, read}``), ``follow_redirects``
   (default true), ``verify_ssl`` (default true), ``accept_status`` (statuses that are not errors,
-  besides 2xx; the runtime also passes the task's ``spec.accept_status`` here).
+  besides 2xx; the runtime also passes the task's ``spec.accept_status`` here);
+* ``output_select`` (upstream's choice of where a large response is stored, e.g. ``{strategy:
+  size_threshold, threshold_kb: 100}``): accepted and not used; results here stay in the event log,
+  and large loops keep theirs in the result store.
 
 ``data`` is the parsed JSON body when the body parses as JSON, else the text (None for an empty
-JSON body). A status outside 2xx and ``accept_status`` raises an ``http`` error (retryable for
+JSON body). ``body`` holds the same value, as upstream's http tool names it (its fixtures read
+``response.body.field``): parsed JSON, or the raw text when the response is not JSON. A status
+outside 2xx and ``accept_status`` raises an ``http`` error (retryable for
 408, 425, 429 and 5xx) whose data is the result and whose details are ``{"http": {status,
 headers}}``. Failing to connect or timing out raises ``connection`` / ``timeout`` (retryable).
 
@@ -66,6 +71,7 @@ class HttpTool:
         "follow_redirects": (bool,),
         "verify_ssl": (bool,),
         "accept_status": (list, int),
+        "output_select": (dict, type(None)),
         **fields.TIMEOUTS,
     }
     required_fields: tuple[tuple[str, ...], ...] = (("url", "endpoint"),)
@@ -81,7 +87,11 @@ class HttpTool:
             response = await client.request(
                 method,
                 httpx.URL(url).copy_merge_params(_query(config.get("params"))),
-                headers={**_credential_headers(call), **_headers(config.get("headers"))},
+                headers={
+                    **call.services.trace_headers,
+                    **_credential_headers(call),
+                    **_headers(config.get("headers")),
+                },
                 timeout=_timeout(call),
                 follow_redirects=fields.flag(config.get("follow_redirects"), default=True),
                 **_body(call),
@@ -211,10 +221,12 @@ def _credential_error(kind: str, wanted: str, call: Call) -> ToolConfigError:
 
 
 def _result(response: httpx.Response) -> dict[str, JSON]:
+    data = _data(response)
     return {
         "status_code": response.status_code,
         "headers": dict(response.headers.items()),
-        "data": _data(response),
+        "data": data,
+        "body": data,  # upstream's name for the same payload (its fixtures read response.body.*)
     }
 
 

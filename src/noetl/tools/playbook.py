@@ -8,7 +8,13 @@ Fields (REFERENCE §4.4 and §4.12, DECISIONS 20):
 * ``return_step`` (alias ``result_step``): return that child step's result instead of the
   child's final result;
 * ``async: true``: start the child and return ``{execution_id, status}`` at once;
-* ``timeout`` / ``timeout_seconds``: how long to wait for the child.
+* ``timeout`` / ``timeout_seconds``: how long to wait for the child (then it is cancelled);
+* ``task``: upstream's label of the calling task (its fixtures write the calling step's name);
+  accepted and not used.
+
+How the wait costs nothing on a worker: with ``Call.resumable`` the runtime may raise
+:class:`~noetl.tools.base.Suspended` from ``run_child`` instead of waiting, which ends the command's
+run; it runs again when the child ends and this call then returns the child's outcome.
 
 The runtime provides ``Services.run_child`` (see :data:`noetl.tools.base.ChildRunner`). A child
 that does not end ``COMPLETED`` is an error of the calling task (``error_kind`` ``playbook``).
@@ -39,6 +45,7 @@ class PlaybookTool:
         "return_step": (str, type(None)),
         "result_step": (str, type(None)),
         "async": (bool,),
+        "task": (str, type(None)),
         **fields.TIMEOUTS,
     }
     required_fields: tuple[tuple[str, ...], ...] = (("path", "catalog_id"),)
@@ -48,6 +55,8 @@ class PlaybookTool:
         wait = not fields.flag(call.config.get("async"), default=False)
         request = _request(call, wait)
         limit = fields.timeout(call) if wait else None
+        if wait:
+            request.update(timeout=limit, resumable=call.resumable)
         try:
             async with asyncio.timeout(limit):
                 child = await run_child(**request)

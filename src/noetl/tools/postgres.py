@@ -11,6 +11,8 @@ Fields:
   written ``%%``. Parameters are bound client-side by psycopg (quoted by the library, never spliced
   as raw text), which is what allows parameters in a multi-statement command.
 * ``schema``: sets ``search_path`` for the call.
+* ``pool`` (upstream's ``{name, min_size, max_size, timeout, max_waiting, ...}``): bounds the
+  connections the tasks sharing the pool hold at once (see :mod:`noetl.tools.pgpool`).
 * The connection: the ``auth`` credential (``type: postgres``, data ``db_host``, ``db_port``,
   ``db_user``, ``db_password``, ``db_name``, or ``dsn`` / ``connection_string``), else the
   ``connection_string`` (alias ``dsn``) field. One connection per call.
@@ -30,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from noetl.dsl.model import JSON
 from noetl.errors import ToolConfigError, ToolError
-from noetl.tools import fields, sqlresult
+from noetl.tools import fields, pgpool, sqlresult
 from noetl.tools.base import Call
 
 if TYPE_CHECKING:
@@ -74,9 +76,11 @@ class PostgresTool:
         "dsn": (str,),
         "schema": (str, type(None)),
         "as_objects": (bool,),
+        "pool": (dict, type(None)),
+        "script": (dict,),
         **fields.TIMEOUTS,
     }
-    required_fields: tuple[tuple[str, ...], ...] = (("command", "query"),)
+    required_fields: tuple[tuple[str, ...], ...] = (("command", "query", "script"),)
 
     async def run(self, call: Call) -> JSON:
         import psycopg
@@ -84,9 +88,10 @@ class PostgresTool:
         sql = _sql(call)
         connection = _connection(call)
         params = _params(call, sql)
+        pool = pgpool.spec(call)
         limit = fields.timeout(call)
         try:
-            async with asyncio.timeout(limit):
+            async with asyncio.timeout(limit), pgpool.slot(pool, connection.conninfo, call):
                 return await _execute(connection.conninfo, sql, params, call)
         except TimeoutError:
             raise ToolError(

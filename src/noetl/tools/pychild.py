@@ -56,7 +56,11 @@ _PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
 _SIGKILL = 9
 _MISSING = object()
-_compiled: dict[str, CodeType] = {}
+GLOBALS_KEY = "__noetl_globals__"
+"""Input key under which the parent sends upstream's extra globals; removed before the code runs."""
+WRAPPED_FUNCTION = "__noetl_task_body__"
+WRAPPED_RESULT = "__noetl_task_result__"
+_compiled: dict[str, tuple[CodeType, bool]] = {}
 
 
 class _NotJSON(TypeError):
@@ -172,13 +176,19 @@ def _execute(code: str, inputs: dict[str, object], libs: Mapping[str, str] | Non
     """Run the code in fresh globals; the result is ``result`` if assigned, else ``main(**input)``."""
     module = ModuleType(MODULE_NAME)
     namespace = module.__dict__
+    extra = inputs.pop(GLOBALS_KEY, None)
+    if isinstance(extra, dict):
+        namespace.update(extra)  # upstream's globals (context, args, execution_id, step); input wins
     namespace.update(inputs)
-    namespace["input_data"] = inputs
+    namespace.setdefault("input_data", inputs)  # an input key named input_data wins, as upstream
     if libs:
         _import_libs(namespace, libs)
     # Registered while it runs so that dataclasses, pickle and typing can find the module.
     sys.modules[MODULE_NAME] = module
-    exec(_compile(code), namespace)
+    compiled, wrapped = _compile(code)
+    exec(compiled, namespace)
+    if wrapped:
+        return namespace.pop(WRAPPED_RESULT)
     result = namespace.get("result", _MISSING)
     if result is not _MISSING and result is not inputs.get("result", _MISSING):
         return result
@@ -192,18 +202,45 @@ def _import_libs(namespace: dict[str, object], libs: Mapping[str, str]) -> None:
     import importlib
 
     for alias, module_name in libs.items():
-        namespace[alias] = importlib.import_module(module_name)
+        module, _, name = module_name.partition(":")  # "package.module:name" is `from ... import name`
+        imported = importlib.import_module(module)
+        namespace[alias] = getattr(imported, name) if name else imported
 
 
-def _compile(code: str) -> CodeType:
-    compiled = _compiled.get(code)
-    if compiled is None:
-        # dont_inherit: this module's `from __future__` flags must not leak into user code.
-        compiled = compile(code, USER_FILENAME, "exec", dont_inherit=True)
+def _compile(code: str) -> tuple[CodeType, bool]:
+    """The code compiled, and whether it was wrapped in a function for its top-level ``return``."""
+    found = _compiled.get(code)
+    if found is None:
+        try:
+            # dont_inherit: this module's `from __future__` flags must not leak into user code.
+            found = compile(code, USER_FILENAME, "exec", dont_inherit=True), False
+        except SyntaxError as exc:
+            if "outside function" not in str(exc.msg):
+                raise
+            found = _compile_wrapped(code), True
         if len(_compiled) >= COMPILE_CACHE_SIZE:
             del _compiled[next(iter(_compiled))]
-        _compiled[code] = compiled
-    return compiled
+        _compiled[code] = found
+    return found
+
+
+def _compile_wrapped(code: str) -> CodeType:
+    """Code with a top-level ``return`` (upstream runs task code as a function body): its statements
+    become the body of a function whose return value is the result. Built on the syntax tree, so line
+    numbers and string literals stay exactly as written."""
+    import ast
+
+    tree = ast.parse(code, USER_FILENAME)
+    arguments = ast.arguments(posonlyargs=[], args=[], kwonlyargs=[], kw_defaults=[], defaults=[])
+    # falling off the end returns ``result`` if the code assigned it
+    fallback = ast.parse("return locals().get('result')").body
+    body = [*tree.body, *fallback]
+    function = ast.FunctionDef(name=WRAPPED_FUNCTION, args=arguments, body=body, decorator_list=[])
+    call = ast.Call(func=ast.Name(WRAPPED_FUNCTION, ast.Load()), args=[], keywords=[])
+    store = ast.Assign(targets=[ast.Name(WRAPPED_RESULT, ast.Store())], value=call)
+    module = ast.Module(body=[function, store], type_ignores=[])
+    ast.fix_missing_locations(module)
+    return compile(module, USER_FILENAME, "exec", dont_inherit=True)
 
 
 def _main_arguments(main: object, inputs: dict[str, object]) -> dict[str, object]:

@@ -27,7 +27,7 @@ from noetl.errors import ToolConfigError
 from noetl.tools.base import Tool
 
 GROUP = "noetl.tools"
-INTEGRATION_KINDS: tuple[str, ...] = ("file", "s3")
+INTEGRATION_KINDS: tuple[str, ...] = ("file", "s3", "nats", "clickhouse")
 """Built-in kinds beyond the core language (:data:`noetl.dsl.model.TOOL_KINDS`)."""
 
 BUILTIN = {kind: f"noetl.tools.{kind}:TOOL" for kind in TOOL_KINDS} | {

@@ -64,9 +64,10 @@ class ShellTool:
         "cwd": (str, type(None)),
         "env": (dict, type(None)),
         "shell": (str,),
+        "script": (dict,),  # loaded into 'command' by the runner (noetl.runtime.scripts)
         **fields.TIMEOUTS,
     }
-    required_fields: tuple[tuple[str, ...], ...] = (("command", "cmds"),)
+    required_fields: tuple[tuple[str, ...], ...] = (("command", "cmds", "script"),)
 
     async def run(self, call: Call) -> JSON:
         commands = _commands(call)

@@ -1,22 +1,30 @@
 """Sub-playbooks on a worker: ``Services.run_child`` for the ``playbook`` tool (REFERENCE §4.12).
 
 The child is a full execution of its own, started through the orchestrator (execution row,
-first events and first commands in one transaction) with the parent's execution id. With
-``wait`` the caller's command waits until the child ends - polling the execution row, 10 ms
-doubling to 500 ms - and gets ``{execution_id, status, result, error}``: the child's final result,
-or with ``return_step`` that step's result, read from the child's folded event log. Without
-``wait`` it gets ``{execution_id, status: "RUNNING"}`` at once.
+first events and first commands in one transaction) with the parent's execution id. Without
+``wait`` the caller gets ``{execution_id, status: "RUNNING"}`` at once. With ``wait`` it gets
+``{execution_id, status, result, error}`` once the child has ended: the child's final result, or
+with ``return_step`` that step's result, read from the child's folded event log.
+
+Waiting holds no worker slot. When the call is ``resumable`` (nothing but other sub-playbook calls
+ran before it in this command) and the child has not ended, the call raises
+:class:`~noetl.tools.base.Suspended`: the worker ends the command's run and parks it (``waiting``,
+``call.waiting`` in the log, see ``Orchestrator.suspend``); the child's end makes it ready again,
+it runs again from its start, and this call - attaching to the same child - returns its outcome.
+A call that is not resumable (a task with effects ran before it in the same command) waits in the
+worker, polling the execution row (10 ms doubling to 500 ms), holding its slot as before.
 
 Starts are idempotent per call: the child is keyed by the parent's command id and the call's
-number within that run of the command, so a command that runs again after its lease expired (its
-worker died while waiting) attaches to the child its first run started instead of starting a
-second one, and a retried call (a later number) starts a new child.
+number within that run of the command, so a command that runs again (it was parked, or its lease
+expired because its worker died) attaches to the child its first run started instead of starting
+a second one, and a retried call (a later number) starts a new child.
+
+``timeout`` counts from the child's start (the database's clock, so it survives parking): a call
+past it cancels the child and fails with a timeout. A child started while its parent is being
+cancelled starts cancelled (``Orchestrator.start``); cancelling the parent cancels its children.
 
 A child runs at the priority of the command that started it, unless its playbook sets
 ``executor.spec.priority``.
-
-A child needs worker slots of its own while its parent's command waits, so a playbook nesting N
-levels deep needs at least N + 1 slots across the workers of its pool.
 """
 
 from __future__ import annotations
@@ -26,7 +34,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from noetl.engine.state import fold
 from noetl.errors import ExecutionError, PlaybookError
-from noetl.runtime import results
+from noetl.runtime import authz, results
+from noetl.tools.base import Suspended
 from noetl.worker.database import Database, is_connection_error
 
 if TYPE_CHECKING:
@@ -57,13 +66,20 @@ class Children:
         parent_key: str | None = None,
         parent_priority: int | None = None,
         catalog_id: object = None,
+        resumable: bool = False,
+        timeout: float | None = None,
         **_: object,
     ) -> dict[str, Any]:
         entry = await self._entry(path, version, catalog_id)
+        await self._database.run(
+            "authorizing a sub-playbook", authz.child_check(parent_execution_id, entry.path)
+        )
         child_id = await self._start(entry, payload, parent_execution_id, parent_key, parent_priority)
         if not wait:
             return {"execution_id": str(child_id), "status": "RUNNING"}
-        row = await self._finished(child_id)
+        if resumable and parent_key is not None:
+            await self._park_unless_ended(child_id, timeout)
+        row = await self._finished_within(child_id, timeout)
         result = row.result if not return_step else await self._step_result(child_id, return_step)
         result = await self._database.run(
             "reading a sub-playbook's loop results", lambda conn: results.hydrate_stored(conn, result)
@@ -112,6 +128,44 @@ class Children:
             if is_connection_error(exc):
                 raise ExecutionError(f"could not start sub-playbook '{entry.path}': {exc}") from exc
             raise
+
+    async def _park_unless_ended(self, child_id: int, timeout: float | None) -> None:
+        """Return if the child has ended; else raise :class:`Suspended` (the command is parked until
+        it ends or its time is up), or past ``timeout`` cancel it and raise ``TimeoutError``."""
+        from noetl.store import executions
+
+        found = await self._database.run(
+            "reading a sub-playbook's status", lambda conn: executions.age(conn, child_id)
+        )
+        if found is None:
+            raise ExecutionError(f"sub-playbook execution {child_id} disappeared")
+        status, age = found
+        if status in TERMINAL:
+            return
+        remaining = None if timeout is None else timeout - age
+        if remaining is not None and remaining <= 0:
+            await self._cancel(child_id, f"the calling step's timeout of {timeout:g} s passed")
+            raise TimeoutError
+        raise Suspended({"kind": "playbook", "execution_id": str(child_id), "seconds": remaining})
+
+    async def _finished_within(self, child_id: int, timeout: float | None) -> ExecutionRow:
+        """Wait here for the child to end; when the caller's timeout cuts the wait, cancel the child."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            return await self._finished(child_id)
+        except asyncio.CancelledError:
+            if timeout is not None and loop.time() - started >= timeout * 0.99:
+                reason = f"the calling step's timeout of {timeout:g} s passed"
+                await asyncio.shield(self._cancel(child_id, reason))
+            raise
+
+    async def _cancel(self, child_id: int, reason: str) -> None:
+        from noetl.runtime.orchestration import Orchestrator
+
+        if self._orchestrator is None:
+            self._orchestrator = Orchestrator(self._database.pool)
+        await self._orchestrator.cancel(child_id, reason)
 
     async def _finished(self, execution_id: int) -> ExecutionRow:
         from noetl.store import executions

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,7 @@ from noetl.runtime.report import outcome_events
 from noetl.runtime.runner import Outcome, run_command
 from noetl.store.ports import Lease
 from noetl.telemetry.metrics import WorkerMetrics
-from noetl.tools.base import ChildRunner, Services
+from noetl.tools.base import ChildRunner, Services, Suspended
 from noetl.tools.sandbox import Sandbox
 from noetl.worker.playbooks import Playbooks
 
@@ -40,6 +40,9 @@ class Finished:
     lease: Lease
     ok: bool
     events: list[dict[str, Any]]
+    wait: dict[str, Any] | None = None
+    """Set when the run ended waiting (a sub-playbook call): what for; ``events`` is then empty and
+    the command is parked instead of reported (``Orchestrator.suspend``)."""
 
 
 def log_fields(lease: Lease) -> dict[str, object]:
@@ -65,6 +68,7 @@ class CommandRunner:
         run_child: Callable[..., Any] | None,
         sandbox: Sandbox | None = None,
         metrics: WorkerMetrics | None = None,
+        trace_headers: Callable[[Lease], Awaitable[dict[str, str]]] | None = None,
     ) -> None:
         self._playbooks = playbooks
         self._credentials = credentials
@@ -73,12 +77,24 @@ class CommandRunner:
         self._run_child = run_child
         self._sandbox = sandbox
         self._metrics = metrics
+        self._trace_headers = trace_headers
 
     async def run(self, lease: Lease) -> Finished:
         started = time.perf_counter()
-        outcome = await self._outcome(lease)
+        trace = await self._traced(lease)
+        try:
+            outcome = await self._outcome(lease, trace)
+        except Suspended as waiting:
+            log.debug(
+                "command waits for %s, execution_id=%s command_id=%s",
+                waiting.wait,
+                lease.execution_id,
+                lease.command_id,
+                extra=log_fields(lease),
+            )
+            return Finished(lease, True, [], waiting.wait)
         seconds = time.perf_counter() - started
-        _log_done(lease, outcome, seconds * 1000)
+        _log_done(lease, outcome, seconds * 1000, trace)
         if self._metrics is not None:
             kind = await self._tool_kind(lease)
             result = "ok" if outcome.status == "ok" else str((outcome.error or {}).get("kind") or "error")
@@ -93,7 +109,7 @@ class CommandRunner:
             return "unknown"
         return "+".join(task.kind for task in step.tool) if step is not None else "unknown"
 
-    async def _outcome(self, lease: Lease) -> Outcome:
+    async def _outcome(self, lease: Lease, trace: dict[str, str]) -> Outcome:
         try:
             playbook = await self._playbooks.get(lease.catalog_id)
             context = rctx.from_wire(await self._hydrated(playbook, lease))
@@ -102,7 +118,7 @@ class CommandRunner:
                 lease.step,
                 context,
                 execution_id=str(lease.execution_id),
-                services=self._services(lease),
+                services=self._services(lease, trace),
                 credentials=self._credentials,
             )
         except asyncio.CancelledError:
@@ -138,13 +154,27 @@ class CommandRunner:
 
         return await self._playbooks.database.run("reading a loop's results", load)
 
-    def _services(self, lease: Lease) -> Services:
+    def _services(self, lease: Lease, trace_headers: dict[str, str]) -> Services:
         run_child: ChildRunner | None = None
         if self._run_child is not None:
             run_child = _keyed_child_runner(self._run_child, lease)
         return Services(
-            python_pool=self._python_pool, run_child=run_child, extras=self._extras, sandbox=self._sandbox
+            python_pool=self._python_pool,
+            run_child=run_child,
+            extras=self._extras,
+            sandbox=self._sandbox,
+            trace_headers=trace_headers,
         )
+
+    async def _traced(self, lease: Lease) -> dict[str, str]:
+        """The ``traceparent`` of the lease's command when tracing is on; a lookup that fails costs
+        the call its header, never the call."""
+        if self._trace_headers is None:
+            return {}
+        try:
+            return await self._trace_headers(lease)
+        except NoetlError:
+            return {}
 
 
 def _keyed_child_runner(run_child: Callable[..., Any], lease: Lease) -> ChildRunner:
@@ -193,8 +223,10 @@ def _wire(event: ev.Event) -> dict[str, Any]:
     }
 
 
-def _log_done(lease: Lease, outcome: Outcome, ms: float) -> None:
+def _log_done(lease: Lease, outcome: Outcome, ms: float, trace: dict[str, str]) -> None:
     fields = {**log_fields(lease), "status": outcome.status, "duration_ms": round(ms, 3)}
+    if "traceparent" in trace:
+        fields["trace_id"], fields["span_id"] = trace["traceparent"].split("-")[1:3]
     if outcome.status == "ok":
         log.info(
             "command done execution_id=%s step=%s command_id=%s attempt=%d status=ok duration_ms=%.1f",

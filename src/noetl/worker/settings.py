@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields
 from typing import Final
 
 from noetl.errors import UsageError
+from noetl.telemetry import traces
+from noetl.tools.pychild import DEFAULT_MEMORY_MB as DEFAULT_PYTHON_MEMORY_MB
 
 ENVIRONMENT: Final = {
     "database_url": "NOETL_DATABASE_URL",
@@ -26,6 +28,7 @@ ENVIRONMENT: Final = {
     "worker_id": "NOETL_WORKER_ID",
     "name": "NOETL_WORKER_NAME",
     "python_workers": "NOETL_WORKER_PYTHON_WORKERS",
+    "python_memory_mb": "NOETL_WORKER_PYTHON_MEMORY_MB",
     "encryption_key_b64": "NOETL_ENCRYPTION_KEY",
     "encryption_key_file": "NOETL_ENCRYPTION_KEY_FILE",
     "decide": "NOETL_WORKER_DECIDE",
@@ -39,6 +42,7 @@ ENVIRONMENT: Final = {
     "metrics_push_url": "NOETL_METRICS_PUSH_URL",
     "metrics_push_interval": "NOETL_METRICS_PUSH_INTERVAL",
     "file_roots": "NOETL_FILE_ROOTS",
+    "template_undefined": "NOETL_TEMPLATE_UNDEFINED",
 }
 """Field name -> environment variable read by :meth:`WorkerSettings.from_env`."""
 
@@ -70,6 +74,8 @@ class WorkerSettings:
     """Shown in the runtime table; defaults to ``worker@<hostname>``."""
     python_workers: int | None = None
     """Size of the python tool's process pool (default: the number of CPUs)."""
+    python_memory_mb: int = DEFAULT_PYTHON_MEMORY_MB
+    """Address-space cap of each python child (a task's ``memory_mb`` overrides it for that task)."""
     encryption_key_b64: str | None = None
     """Base64 of the 32-byte key that decrypts stored credentials."""
     encryption_key_file: str | None = None
@@ -92,6 +98,9 @@ class WorkerSettings:
     """Push metrics here: VictoriaMetrics' ``…/api/v1/import/prometheus`` or a Prometheus remote-write
     ``…/api/v1/write``. Unset: metrics go with the heartbeats to the server's ``/metrics``."""
     metrics_push_interval: float = 10.0
+    trace_propagation: bool = False
+    """Send a W3C ``traceparent`` with http tool calls (the command's span in its execution's trace):
+    on when the standard ``OTEL_EXPORTER_OTLP_*ENDPOINT`` variables are set, as on the server."""
     resources: Mapping[str, int] = field(default_factory=dict)
     """Capacity for steps' ``spec.resources`` (``gpu=2,memory_mb=16000``): a claim takes a command
     only if what it needs fits in this less what the worker's running commands hold."""
@@ -105,6 +114,8 @@ class WorkerSettings:
     """How many leading segments of a playbook's catalog path make the scope a python child serves
     (``finance/reports/daily`` with 1: ``finance``); 0 lets every playbook share the children."""
     file_roots: str = ""
+    template_undefined: str = "strict"
+    """How tasks render undefined values unless the playbook says (DECISIONS 10): strict or lenient."""
     """Directories the ``file`` tool may use, ``:``-separated (none: the tool refuses every path)."""
 
     def __post_init__(self) -> None:
@@ -123,8 +134,11 @@ class WorkerSettings:
             raise UsageError(f"grace_seconds must be 0 or more, got {self.grace_seconds}")
         if self.python_workers is not None:
             _positive("python_workers", self.python_workers)
+        _positive("python_memory_mb", self.python_memory_mb)
         if self.python_scope_depth < 0:
             raise UsageError(f"python_scope_depth must be 0 or more, got {self.python_scope_depth}")
+        if self.template_undefined not in ("strict", "lenient"):
+            raise UsageError(f"template_undefined must be strict or lenient, got {self.template_undefined!r}")
         if self.python_spin_seconds < 0:
             raise UsageError(f"python_spin_seconds must be 0 or more, got {self.python_spin_seconds}")
         if self.heartbeat_seconds is not None:
@@ -158,6 +172,7 @@ class WorkerSettings:
                 values[name] = _convert(name, str(types[name]), raw, variable)
         values.update({k: v for k, v in overrides.items() if v is not None})
         values.setdefault("database_url", "")
+        values.setdefault("trace_propagation", traces.otlp_enabled(env))
         return cls(**values)  # type: ignore[arg-type]
 
 
@@ -208,4 +223,4 @@ def _convert(name: str, annotation: str, raw: str, variable: str) -> object:
 def tool_extras(settings: WorkerSettings) -> dict[str, object]:
     """What the integration tools read from ``Services.extras`` on this worker (the file roots)."""
     roots = tuple(os.path.abspath(part) for part in settings.file_roots.split(os.pathsep) if part)
-    return {"file_roots": roots}
+    return {"file_roots": roots, "template_undefined": settings.template_undefined}

@@ -15,7 +15,9 @@ has no inbound port. Its life:
    lock is free, and the commands that decision produces are leased to this worker up to its free
    slots and run at once, with no claim round trip.
 4. **Run** each lease as an asyncio task (:class:`~noetl.worker.command.CommandRunner`) and hand
-   the outcome to the :class:`~noetl.worker.reporter.Reporter`, which records it in the queue.
+   the outcome to the :class:`~noetl.worker.reporter.Reporter`, which records it in the queue. A
+   run that waits for a sub-playbook is parked instead (``Orchestrator.suspend``): the slot frees
+   at once and the command comes back through the queue when the child ends.
 5. **Heartbeat** every ``heartbeat_seconds`` (5 s by default), and at once on a ``noetl_cancelled``
    notification naming this worker: extend the leases held, and stop the local task of any
    command the queue no longer leases to this worker (its execution was cancelled, or the lease
@@ -37,6 +39,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final
@@ -46,7 +49,7 @@ from noetl.errors import NoetlError
 from noetl.runtime import placement
 from noetl.runtime.orchestration import Orchestrator
 from noetl.store.ports import Lease
-from noetl.telemetry import logs
+from noetl.telemetry import logs, traces
 from noetl.telemetry.metrics import Pusher, WorkerMetrics
 from noetl.worker.children import Children
 from noetl.worker.command import CommandRunner, failure, log_fields, report_of
@@ -102,7 +105,10 @@ class Worker:
             started=self._started,
         )
         self.python_pool = PythonPool(
-            size=settings.python_workers, spin_seconds=settings.python_spin_seconds, sandbox=self.sandbox
+            size=settings.python_workers,
+            spin_seconds=settings.python_spin_seconds,
+            sandbox=self.sandbox,
+            memory_mb=settings.python_memory_mb,
         )
         self.extras: dict[str, Any] = tool_extras(settings)
         self.metrics = WorkerMetrics()
@@ -114,10 +120,19 @@ class Worker:
             run_child=Children(self.database, self.orchestrator).run,
             sandbox=self.sandbox,
             metrics=self.metrics,
+            trace_headers=self._trace_headers if settings.trace_propagation else None,
         )
+        self.propagation = traces.Propagation()
         self._wake = asyncio.Event()
         self._beat_now = asyncio.Event()  # a cancel notification: heartbeat (and stop lost tasks) now
         self._registered = False
+
+    async def _trace_headers(self, lease: Lease) -> dict[str, str]:
+        headers = partial(
+            self.propagation.headers, execution_id=lease.execution_id, command_id=lease.command_id
+        )
+        found: dict[str, str] = await self.database.run("reading the execution's trace", headers)
+        return found
 
     @property
     def worker_id(self) -> str:
@@ -273,8 +288,26 @@ class Worker:
         except Exception as exc:  # the runner reports every problem itself; this is a last resort
             log.exception("command runner failed", extra=log_fields(slot.lease))
             report = report_of(slot.lease, failure("internal", f"{type(exc).__name__}: {exc}"))
-        if not slot.lost:
+        if report.wait is not None:
+            await self._park(slot, report.wait)
+        elif not slot.lost:
             self.reporter.submit(report)
+
+    async def _park(self, slot: _Slot, wait: dict[str, Any]) -> None:
+        """The run waits (a sub-playbook call): park the command in the queue, free the slot."""
+        lease = slot.lease
+        status = None
+        if not slot.lost:
+            try:
+                status = await self.database.run(
+                    "parking a waiting command",
+                    lambda conn: self.orchestrator.suspend(conn, lease, self.worker_id, wait, time.time()),
+                )
+            except Exception:  # the lease expires and the command runs again: nothing is lost
+                log.exception("could not park a waiting command", extra=log_fields(lease))
+        if status is None and not slot.lost:
+            log.warning("waiting command not parked (lease lost or execution ended)", extra=log_fields(lease))
+        self._settled(lease)
 
     def _budget(self, reports: int) -> int:
         """Slots free once ``reports`` reports land, less those a claim in flight may fill; none

@@ -238,8 +238,9 @@ def test_truthy_values(value: object) -> None:
         ("x={{ foo }}", "foo"),
         ("{{ foo + 1 }}", "foo"),
         ("{{ [1, foo] }}", "foo"),
-        ("{% if foo %}a{% endif %}", "foo"),
         ("{% for x in foo %}{{ x }}{% endfor %}", "foo"),
+        ("{{ foo.a.b | length }}", "foo"),
+        ("{{ foo.a == 1 }}", "foo"),
         ("{{ foo | tojson }}", "foo"),
     ],
 )
@@ -249,6 +250,25 @@ def test_strict_undefined_variable_is_an_error_naming_it(template: str, variable
     assert caught.value.variable == variable
     assert f"undefined variable '{variable}'" in str(caught.value)
     assert template.strip() in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("{% if foo %}a{% else %}b{% endif %}", "b"),
+        ("{{ foo.a.b | default('') }}", ""),
+        ("{{ step_a.nested.nope.deeper | default(7) }}", 7),
+        ("{{ foo if foo else step_a.field }}", 41),
+        ("{{ foo.bar is defined }}", False),
+        ("{{ step_a.nested.nope is not defined }}", True),
+        ("{{ not foo.bar }}", True),
+    ],
+)
+def test_strict_undefined_chains_through_tests_filters_and_conditions(
+    template: str, expected: object
+) -> None:
+    """DECISIONS 10 (amended): undefined values chain as upstream's minijinja ones do."""
+    assert evaluate(template, context()) == expected
 
 
 def test_error_message_format() -> None:

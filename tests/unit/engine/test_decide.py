@@ -338,3 +338,27 @@ def test_a_loop_within_the_inline_limit_keeps_its_results_inline():
     d = sim.complete(sim.cmd("start", 1), "B")
     [done] = [e for e in d.events if e.name == ev.LOOP_DONE]
     assert done.data["result"]["results"] == ["A", "B"]
+
+
+def test_a_waiting_command_stays_in_flight_until_its_outcome_then_routes_as_usual():
+    """``call.waiting`` (a parked sub-playbook call) decides nothing; the command stays in flight,
+    the cancel rule still reaches it, and its later outcome routes as any other (issue 19)."""
+    sim = Sim(CHAIN)
+    start = sim.cmd("start")
+    wait = {"kind": "playbook", "execution_id": "77", "seconds": None}
+    waiting = ev.Event(ev.CALL_WAITING, "start", start.id, {"index": None, "wait": wait}, sim.now)
+    d = sim.feed(waiting)
+    assert d.events == [] and d.commands == []
+    assert sim.state.commands[start.id].waiting == wait and sim.state.commands[start.id].outcome is None
+    d = sim.complete(start, {"v": 1})
+    assert ("command.issued", "b") in sim.names(d)
+    assert start.id not in sim.state.commands
+    assert fold(sim.log).commands.keys() == sim.state.commands.keys()
+
+
+def test_cancelling_reaches_a_waiting_command():
+    sim = Sim(CHAIN)
+    start = sim.cmd("start")
+    sim.feed(ev.Event(ev.CALL_WAITING, "start", start.id, {"wait": {"kind": "playbook"}}, sim.now))
+    d = sim.feed(ev.Event(ev.CANCEL_REQUESTED, data={"reason": "stop"}))
+    assert sim.names(d) == [("command.cancelled", "start"), ("playbook.cancelled", None)]

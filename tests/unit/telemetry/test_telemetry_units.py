@@ -10,7 +10,7 @@ import pytest
 
 from noetl.errors import UsageError
 from noetl.server.telemetry import window_seconds
-from noetl.telemetry import export, logs
+from noetl.telemetry import clickhouse, export, logs
 
 
 def _event(**over: object) -> dict[str, object]:
@@ -43,7 +43,7 @@ def _event(**over: object) -> dict[str, object]:
 
 
 def test_an_event_becomes_a_flat_row_with_what_the_views_need() -> None:
-    row = export.row(_event(), {"fetch": "http"}, exported_at_ms=99)
+    row = clickhouse.row(_event(), {"fetch": "http"}, exported_at_ms=99)
     assert row["playbook_path"] == "fin/report" and row["tool_kind"] == "http"
     assert (row["status"], row["error_kind"], row["error_message"]) == ("error", "http", "503 from orders")
     assert (row["attempt"], row["tries"], row["loop_index"], row["duration_ms"]) == (2, 3, 4, 12.5)
@@ -52,7 +52,7 @@ def test_an_event_becomes_a_flat_row_with_what_the_views_need() -> None:
 
 
 def test_events_without_a_command_or_error_get_empty_fields() -> None:
-    row = export.row(
+    row = clickhouse.row(
         _event(
             event_type="playbook.completed",
             step=None,

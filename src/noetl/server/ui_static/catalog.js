@@ -5,6 +5,7 @@
 import { get, post, ApiError } from "./api.js";
 import { h, mount, notice, pre, field, clear } from "./dom.js";
 import { drawGraph } from "./graph.js";
+import { session } from "./app.js";
 
 export async function render(root, { path }) {
   return path ? renderOne(root, path) : renderList(root);
@@ -71,7 +72,8 @@ async function renderOne(root, path) {
 
 async function inputSchema(entry) {
   try {
-    return await get(`/catalog/${entry.path.split("/").map(encodeURIComponent).join("/")}/schema?version=${entry.version}`);
+    const found = await get(`/catalog/${entry.path.split("/").map(encodeURIComponent).join("/")}/schema?version=${entry.version}`);
+    return found && found.schema ? found.schema : found;
   } catch (err) {
     if (err instanceof ApiError && (err.status === 404 || err.status === 405 || err.status === 422 || err.status === 403)) return null;
     throw err;
@@ -81,7 +83,14 @@ async function inputSchema(entry) {
 function schemaFields(schema, workload) {
   const props = schema && schema.properties && typeof schema.properties === "object" ? schema.properties : null;
   if (props) {
-    return Object.entries(props).map(([name, spec]) => ({ name, type: spec.type || "json", value: spec.default !== undefined ? spec.default : workload[name], help: spec.description || "", required: (schema.required || []).includes(name) }));
+    return Object.entries(props).map(([name, spec]) => ({
+      name,
+      type: Array.isArray(spec.enum) ? "enum" : spec.writeOnly ? "secret" : ["string", "integer", "number", "boolean"].includes(spec.type) ? spec.type : "json",
+      options: Array.isArray(spec.enum) ? spec.enum : null,
+      value: spec.default !== undefined ? spec.default : workload[name],
+      help: spec.description || "",
+      required: (schema.required || []).includes(name),
+    }));
   }
   return Object.entries(workload || {}).map(([name, value]) => ({ name, type: typeOf(value), value, help: "", required: false }));
 }
@@ -103,6 +112,8 @@ async function runForm(box, entry) {
     if (f.type === "boolean") input = h("input", { type: "checkbox", name: f.name, checked: !!f.value });
     else if (f.type === "integer" || f.type === "number") input = h("input", { type: "number", step: f.type === "integer" ? "1" : "any", name: f.name, value: f.value ?? "" });
     else if (f.type === "string") input = h("input", { type: "text", name: f.name, value: f.value ?? "", size: 40 });
+    else if (f.type === "secret") input = h("input", { type: "password", name: f.name, value: f.value ?? "", size: 40, autocomplete: "off" });
+    else if (f.type === "enum") input = h("select", { name: f.name }, f.options.map((o, i) => h("option", { value: String(i), selected: JSON.stringify(o) === JSON.stringify(f.value) }, typeof o === "string" ? o : JSON.stringify(o))));
     else input = h("textarea", { name: f.name, rows: 3, cols: 50, value: JSON.stringify(f.value ?? null, null, 2) });
     inputs.set(f.name, [f, input]);
     return field(`${f.name}${f.required ? " *" : ""}${f.help ? " — " + f.help : ""}`, input);
@@ -121,7 +132,8 @@ async function runForm(box, entry) {
     for (const [name, [f, input]] of inputs) {
       if (f.type === "boolean") out[name] = input.checked;
       else if (f.type === "integer" || f.type === "number") out[name] = input.value === "" ? null : Number(input.value);
-      else if (f.type === "string") out[name] = input.value;
+      else if (f.type === "string" || f.type === "secret") out[name] = input.value;
+      else if (f.type === "enum") out[name] = f.options[Number(input.value)];
       else {
         try { out[name] = JSON.parse(input.value); } catch (err) { throw new Error(`field ${name}: not valid JSON (${err.message})`); }
       }
@@ -132,7 +144,7 @@ async function runForm(box, entry) {
   const form = h("form", { class: "card", id: "run" },
     h("p", { class: "muted small" }, schema ? "Fields from the playbook's input schema." : "Fields from the playbook's workload (its defaults)."),
     formFields, h("label", { class: "check" }, jsonMode, "JSON mode"), jsonArea,
-    h("div", {}, h("button", { type: "submit", class: "primary", id: "run-submit" }, `Run ${entry.path} v${entry.version}`)), message);
+    h("div", {}, h("button", { type: "submit", class: "primary", id: "run-submit", disabled: session.role === "viewer", title: session.role === "viewer" ? "viewers may not run playbooks" : null }, `Run ${entry.path} v${entry.version}`)), message);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     let payload;
@@ -165,12 +177,18 @@ export function highlightYaml(text) {
       out.append(key[1], h("span", { class: "y-key" }, key[2]), key[3]);
       rest = key[4];
     }
-    for (const part of rest.split(/(\{\{.*?\}\}|"(?:[^"\\]|\\.)*"|'[^']*'|\s#.*$)/)) {
-      if (!part) continue;
-      if (part.startsWith("{{")) out.append(h("span", { class: "y-template" }, part));
-      else if (part.startsWith('"') || part.startsWith("'")) out.append(h("span", { class: "y-string" }, part));
-      else if (/^\s#/.test(part)) out.append(h("span", { class: "y-comment" }, part));
-      else out.append(part);
+    for (const chunk of rest.split(/(\{\{.*?\}\})/)) {
+      if (!chunk) continue;
+      if (chunk.startsWith("{{")) {
+        out.append(h("span", { class: "y-template" }, chunk));
+        continue;
+      }
+      for (const part of chunk.split(/("(?:[^"\\]|\\.)*"|'[^']*'|\s#.*$)/)) {
+        if (!part) continue;
+        if (part.startsWith('"') || part.startsWith("'")) out.append(h("span", { class: "y-string" }, part));
+        else if (/^\s#/.test(part)) out.append(h("span", { class: "y-comment" }, part));
+        else out.append(part);
+      }
     }
     out.append("\n");
   }

@@ -6,6 +6,7 @@ import { get, post, qs, stream } from "./api.js";
 import { h, mount, notice, pre, statusBadge, fmtTime, fmtDuration, duration, field } from "./dom.js";
 import { drawGraph } from "./graph.js";
 import { drawTimeline } from "./timeline.js";
+import { session } from "./app.js";
 
 const EVENT_ROWS = 500;
 const TYPES = ["playbook.initialized", "step.enter", "command.issued", "command.started", "call.done", "call.error", "step.exit", "command.completed", "command.failed", "command.cancelled", "step.skipped", "ctx.updated", "loop.done", "template.warning", "next.evaluated", "step.failed", "execution.cancel_requested", "playbook.completed", "playbook.failed", "playbook.cancelled"];
@@ -63,9 +64,10 @@ export async function render(root, { id }) {
     snap.resume ? [h("dt", {}, "Started from"), h("dd", {}, `step ${snap.resume.from_step} (results carried over: ${snap.resume.carried.join(", ") || "none"})`)] : null,
     ex.cancel_reason ? [h("dt", {}, "Cancel reason"), h("dd", {}, ex.cancel_reason)] : null,
   );
-  const errorBox = h("div", { id: "exec-error" }, ex.error ? [h("h3", {}, "Error"), pre(ex.error, "json error")] : null);
+  const errorBox = h("div", { id: "exec-error" }, ex.error ? [h("h3", {}, "Error"), errorView(ex.error)] : null);
 
-  const cancelBtn = h("button", { id: "cancel", class: "danger", disabled: TERMINAL.has(status) }, "Cancel");
+  const canAct = session.role !== "viewer";
+  const cancelBtn = h("button", { id: "cancel", class: "danger", disabled: TERMINAL.has(status) || !canAct, title: canAct ? null : "viewers may not cancel" }, "Cancel");
   cancelBtn.addEventListener("click", async () => {
     try {
       await post(`/executions/${id}/cancel`, { reason: "cancelled from the UI" });
@@ -74,10 +76,10 @@ export async function render(root, { id }) {
       mount(message, notice(`Cancel refused: ${err.message}`, "error"));
     }
   });
-  const rerunBtn = h("button", { id: "rerun" }, "Re-run with the same inputs");
+  const rerunBtn = h("button", { id: "rerun", disabled: !canAct }, "Re-run with the same inputs");
   rerunBtn.addEventListener("click", () => rerun(null));
   const stepPick = h("select", { id: "rerun-step" }, steps.map((st) => h("option", { value: st }, st)));
-  const rerunFromBtn = h("button", { id: "rerun-from" }, "Re-run from step");
+  const rerunFromBtn = h("button", { id: "rerun-from", disabled: !canAct }, "Re-run from step");
   rerunFromBtn.addEventListener("click", () => rerun(stepPick.value));
   async function rerun(fromStep) {
     try {
@@ -145,7 +147,8 @@ export async function render(root, { id }) {
     h("section", {}, h("h2", {}, "Timeline"), timelineBox),
     eventsSection);
 
-  const redrawGraph = () => drawGraph(graphBox, snap.graph, counts, showStep);
+  const carried = new Set(snap.resume ? snap.resume.carried : []);
+  const redrawGraph = () => drawGraph(graphBox, snap.graph, counts, showStep, carried);
   redrawGraph();
   await loadEvents(false);
 
@@ -156,7 +159,7 @@ export async function render(root, { id }) {
     const outcomes = detail.outcomes.map((e) => {
       const d = e.data || {};
       const parts = [h("div", { class: "outcome-head" }, h("strong", {}, e.event_type), d.index != null ? ` item ${d.index}` : "", d.attempts ? ` · attempts ${d.attempts}` : "", e.command_id ? ` · ${e.command_id}` : "", ` · ${fmtTime(e.timestamp)}`)];
-      if (e.event_type === "call.error" || e.event_type === "step.failed" || e.event_type === "command.failed") parts.push(h("div", { class: "label" }, "Error"), pre(d.error !== undefined ? d.error : d, "json error"));
+      if (e.event_type === "call.error" || e.event_type === "step.failed" || e.event_type === "command.failed") parts.push(h("div", { class: "label" }, "Error"), errorView(d.error !== undefined ? d.error : d));
       else if (e.event_type === "call.done") parts.push(h("div", { class: "label" }, "Result"), pre(d.result, "json result"));
       else if (e.event_type === "loop.done") parts.push(h("div", { class: "label" }, `Loop ${d.status || ""}`), pre(d.result && d.result.stats ? d.result.stats : d.result, "json result"));
       else parts.push(pre(d));
@@ -219,7 +222,7 @@ export async function render(root, { id }) {
     if (next && next !== status) {
       status = next;
       mount(statusSlot, statusBadge(status));
-      cancelBtn.disabled = TERMINAL.has(status);
+      cancelBtn.disabled = TERMINAL.has(status) || !canAct;
       dirty = true;
     }
   });
@@ -228,8 +231,8 @@ export async function render(root, { id }) {
     const after = await get(`/executions/${id}/snapshot`);
     status = after.execution.status;
     mount(statusSlot, statusBadge(status));
-    cancelBtn.disabled = TERMINAL.has(status);
-    mount(errorBox, after.execution.error ? [h("h3", {}, "Error"), pre(after.execution.error, "json error")] : null);
+    cancelBtn.disabled = TERMINAL.has(status) || !canAct;
+    mount(errorBox, after.execution.error ? [h("h3", {}, "Error"), errorView(after.execution.error)] : null);
     document.getElementById("exec-duration").textContent = fmtDuration(duration(after.execution.created_at, after.execution.completed_at));
     Object.assign(counts, after.steps);
     redrawGraph();
@@ -248,4 +251,18 @@ function summaryOf(e) {
   if (e.event_type === "call.done") return JSON.stringify(d.result === undefined ? null : d.result).slice(0, 120);
   const text = JSON.stringify(d);
   return text.length > 120 ? text.slice(0, 119) + "…" : text;
+}
+
+// An error: where and what (step, kind, message), the failing template or the traceback as
+// plain text with its line breaks, then everything else it carries.
+function errorView(error) {
+  if (!error || typeof error !== "object") return pre(error, "json error");
+  const py = error.py && typeof error.py === "object" ? error.py : {};
+  const trace = error.traceback || py.traceback;
+  const where = [error.step ? `step ${error.step}` : null, error.kind || null, error.template ? `template ${error.template}` : null].filter(Boolean).join(" · ");
+  return h("div", { class: "error-view" },
+    where ? h("div", { class: "muted small" }, where) : null,
+    h("pre", { class: "error message" }, String(error.message || error.type || "error")),
+    trace ? [h("div", { class: "label" }, "Traceback"), h("pre", { class: "error trace" }, String(trace))] : null,
+    h("details", {}, h("summary", { class: "small muted" }, "all fields"), pre(error, "json error")));
 }

@@ -3,6 +3,7 @@
 
 import { get, post, qs, stream } from "./api.js";
 import { h, mount, notice, statusBadge, fmtTime, fmtDuration, duration, field } from "./dom.js";
+import { session } from "./app.js";
 
 const STATUSES = ["RUNNING", "COMPLETED", "FAILED", "CANCELLED"];
 const PAGE = 50;
@@ -75,7 +76,8 @@ export async function render(root, { query }) {
   const message = h("div", { id: "bulk-message" });
   const banner = h("div", { id: "new-banner" });
   const body = h("tbody", { id: "executions-body" });
-  const bulk = h("div", { class: "bulk" },
+  const canAct = session.role !== "viewer";
+  const bulk = h("div", { class: "bulk", hidden: !canAct },
     h("button", { id: "bulk-cancel", onclick: () => bulkAction("cancel") }, "Cancel selected"),
     h("button", { id: "bulk-rerun", onclick: () => bulkAction("rerun") }, "Re-run selected"),
     message);

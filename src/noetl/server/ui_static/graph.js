@@ -59,7 +59,7 @@ function layers(graph) {
   return { layer, back };
 }
 
-export function drawGraph(container, graph, counts, onPick) {
+export function drawGraph(container, graph, counts, onPick, carried) {
   const { layer, back } = layers(graph);
   const columns = new Map();
   for (const node of graph.nodes) {
@@ -94,9 +94,12 @@ export function drawGraph(container, graph, counts, onPick) {
   for (const node of graph.nodes) {
     const p = pos.get(node.id);
     const c = counts[node.id];
-    const state = stepState(c);
+    const state = !c && carried && carried.has(node.id) ? "carried" : stepState(c);
     const lines = [node.loop ? `loop · ${node.kinds.join(", ")}` : node.kinds.join(", ")];
-    if (node.loop) {
+    if (state === "carried") lines.push("result carried over");
+    if (state === "carried") {
+      /* not run in this execution */
+    } else if (node.loop) {
       const k = loopCounts(c);
       lines.push(`✓${k.done} ▶${k.running} ✗${k.failed}${k.total != null ? " / " + k.total : ""}`);
     } else if (c && c.errors) {

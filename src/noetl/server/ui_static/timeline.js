@@ -8,7 +8,7 @@ import { s, h, clear, fmtDuration } from "./dom.js";
 const LANES = 8, LANE_H = 9, LABEL_W = 150, WIDTH = 1000, PAD = 6;
 
 function classOf(c) {
-  if (!c.ended) return c.started ? "running" : "queued";
+  if (!c.ended) return c.started ? "running" : "inflight"; // issued: queued or on a worker
   return { "command.completed": "completed", "command.failed": "failed", "command.cancelled": "cancelled" }[c.outcome] || "completed";
 }
 

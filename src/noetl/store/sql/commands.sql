@@ -51,7 +51,7 @@ WHERE id NOT IN (SELECT command_id FROM extended)
 WITH reported AS (
     UPDATE noetl.command
     SET status = CASE WHEN %(ok)s::boolean THEN 'done' ELSE 'failed' END, outcome = %(outcome)s,
-        lease_until = NULL, updated_at = now()
+        context = '{}'::json, lease_until = NULL, updated_at = now()
     WHERE command_id = %(command_id)s AND status = 'leased' AND worker_id = %(worker_id)s
       AND attempt = %(attempt)s
     RETURNING execution_id
@@ -62,7 +62,7 @@ SELECT pg_notify('noetl_results', execution_id::text) FROM reported
 WITH reported AS (
     UPDATE noetl.command AS c
     SET status = CASE WHEN r.ok THEN 'done' ELSE 'failed' END, outcome = r.outcome,
-        lease_until = NULL, updated_at = now()
+        context = '{}'::json, lease_until = NULL, updated_at = now()
     FROM unnest(%(worker_ids)s::text[], %(command_ids)s::text[], %(attempts)s::integer[],
                 %(oks)s::boolean[], %(outcomes)s::json[]) AS r(worker_id, command_id, attempt, ok, outcome)
     WHERE c.command_id = r.command_id AND c.status = 'leased' AND c.worker_id = r.worker_id
@@ -118,7 +118,7 @@ WITH expired AS (
     RETURNING c.command_id, c.pool, c.execution_id, c.step, c.attempt, e.worker_id AS lost_by
 ), failed AS (
     UPDATE noetl.command AS c
-    SET status = 'failed', lease_until = NULL, updated_at = now(),
+    SET status = 'failed', lease_until = NULL, updated_at = now(), context = '{}'::json,
         outcome = json_build_array(json_build_object(
             'event_type', 'command.failed',
             'step', c.step,
@@ -181,19 +181,22 @@ WHERE execution_id = ANY(%(execution_ids)s::bigint[]) AND status IN ('done', 'fa
 ORDER BY execution_id, updated_at, seq
 
 -- name: mark_recorded
-UPDATE noetl.command SET recorded = true
+UPDATE noetl.command SET recorded = true, outcome = NULL
 WHERE command_id = ANY(%(command_ids)s::text[]) AND status IN ('done', 'failed') AND NOT recorded
 
 -- name: cancel
--- Found through the two queue indexes (ready, leased), so the cost follows the queue, not the history.
+-- Found through the three queue indexes (ready, leased, waiting), so the cost follows the queue, not
+-- the history.
 WITH live AS (
     SELECT command_id FROM noetl.command WHERE status = 'ready' AND execution_id = %(execution_id)s
     UNION ALL
     SELECT command_id FROM noetl.command WHERE status = 'leased' AND execution_id = %(execution_id)s
+    UNION ALL
+    SELECT command_id FROM noetl.command WHERE status = 'waiting' AND execution_id = %(execution_id)s
 ), cancelled AS (
     UPDATE noetl.command
-    SET status = 'cancelled', lease_until = NULL, updated_at = now()
-    WHERE command_id = ANY(ARRAY(SELECT command_id FROM live)) AND status IN ('ready', 'leased')
+    SET status = 'cancelled', lease_until = NULL, wake_at = NULL, context = '{}'::json, updated_at = now()
+    WHERE command_id = ANY(ARRAY(SELECT command_id FROM live)) AND status IN ('ready', 'leased', 'waiting')
     RETURNING command_id, seq, worker_id
 ), notified AS (
     -- each worker that held one of them learns it at once (it stops the task) instead of at its
@@ -214,3 +217,56 @@ WHERE execution_id = %(execution_id)s AND status = 'ready' AND available_at <= n
   AND created_at < now() - make_interval(secs => %(seconds)s)
 ORDER BY seq
 LIMIT 20
+
+-- name: suspend
+-- A leased command whose run ended waiting (call.waiting): no lease, no worker, and the attempt it
+-- used given back. 'waiting' until what it waits for wakes it (wake_waiters, wake_due), or 'ready'
+-- at once when that is ready already (%(ready)s: the caller checked under the lock that orders it
+-- with the child's end). wake_at: when the wait times out (NULL: never). %(wait)s, kept in outcome,
+-- says what it waits for. Only the holder of the current lease can suspend it.
+WITH suspended AS (
+    UPDATE noetl.command
+    SET status = CASE WHEN %(ready)s::boolean THEN 'ready' ELSE 'waiting' END,
+        worker_id = NULL, lease_until = NULL, attempt = greatest(attempt - 1, 0), outcome = %(wait)s,
+        wake_at = CASE WHEN %(ready)s::boolean THEN NULL
+                       ELSE now() + make_interval(secs => %(seconds)s::float8) END,
+        available_at = now(), updated_at = now()
+    WHERE command_id = %(command_id)s AND status = 'leased' AND worker_id = %(worker_id)s
+      AND attempt = %(attempt)s
+    RETURNING status, pool
+)
+SELECT status, CASE WHEN status = 'ready' THEN pg_notify('noetl_commands', pool)::text END FROM suspended
+
+-- name: wake_waiters
+-- The commands that called these (just ended) child executions and wait for them: ready again.
+WITH woken AS (
+    UPDATE noetl.command AS c
+    SET status = 'ready', wake_at = NULL, available_at = now(), updated_at = now()
+    FROM noetl.execution AS e
+    WHERE e.execution_id = ANY(%(execution_ids)s::bigint[]) AND e.parent_key IS NOT NULL
+      AND c.command_id = split_part(e.parent_key, '#', 1) AND c.status = 'waiting'
+    RETURNING c.pool
+)
+SELECT pg_notify('noetl_commands', pool) FROM (SELECT DISTINCT pool FROM woken) AS p
+
+-- name: wake_due
+-- The reaper's sweep of waiting commands: those whose wait timed out (wake_at passed), and - a
+-- safety net, the child's end wakes them in its own transaction - those whose child has ended.
+WITH due AS (
+    SELECT c.command_id FROM noetl.command AS c
+    WHERE c.status = 'waiting'
+      AND (c.wake_at <= now()
+           OR EXISTS (SELECT 1 FROM noetl.execution AS e
+                      WHERE e.execution_id = (c.outcome ->> 'execution_id')::bigint
+                        AND e.status <> 'RUNNING'))
+    ORDER BY c.wake_at NULLS LAST
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), woken AS (
+    UPDATE noetl.command AS c
+    SET status = 'ready', wake_at = NULL, available_at = now(), updated_at = now()
+    FROM due
+    WHERE c.command_id = due.command_id AND c.status = 'waiting'
+    RETURNING c.command_id, c.pool
+)
+SELECT command_id, pg_notify('noetl_commands', pool) FROM woken

@@ -28,7 +28,7 @@ WITH appended AS (
     ORDER BY c.n
     RETURNING pool, status
 ), recorded AS (
-    UPDATE noetl.command SET recorded = true
+    UPDATE noetl.command SET recorded = true, outcome = NULL
     WHERE command_id = ANY(%(recorded)s::text[]) AND status IN ('done', 'failed') AND NOT recorded
     RETURNING 1
 ), moved AS (
@@ -64,7 +64,7 @@ WITH locked AS (
     SET status = CASE WHEN r.ok THEN 'done' ELSE 'failed' END,
         outcome = CASE WHEN c.execution_id IN (SELECT execution_id FROM locked) THEN NULL ELSE r.outcome END,
         recorded = c.execution_id IN (SELECT execution_id FROM locked),
-        lease_until = NULL, updated_at = now()
+        context = '{}'::json, lease_until = NULL, updated_at = now()
     FROM json_to_recordset(%(reports)s::json)
         AS r(worker_id text, command_id text, attempt integer, ok boolean, outcome json)
     WHERE c.command_id = r.command_id AND c.status = 'leased' AND c.worker_id = r.worker_id

@@ -1,11 +1,13 @@
 -- name: create
-INSERT INTO noetl.execution (execution_id, catalog_id, path, parent_execution_id, payload)
-VALUES (%(execution_id)s, %(catalog_id)s, %(path)s, %(parent_execution_id)s, %(payload)s)
+INSERT INTO noetl.execution (execution_id, catalog_id, path, parent_execution_id, payload, principal)
+VALUES (%(execution_id)s, %(catalog_id)s, %(path)s, %(parent_execution_id)s, %(payload)s, %(principal)s)
 
 -- name: create_child
 -- A child execution keyed by the parent command's call; nothing when that call already started one.
-INSERT INTO noetl.execution (execution_id, catalog_id, path, parent_execution_id, payload, parent_key)
-VALUES (%(execution_id)s, %(catalog_id)s, %(path)s, %(parent_execution_id)s, %(payload)s, %(parent_key)s)
+-- It runs for the principal that started its root: the parent's, copied down.
+INSERT INTO noetl.execution (execution_id, catalog_id, path, parent_execution_id, payload, parent_key, principal)
+VALUES (%(execution_id)s, %(catalog_id)s, %(path)s, %(parent_execution_id)s, %(payload)s, %(parent_key)s,
+        (SELECT p.principal FROM noetl.execution p WHERE p.execution_id = %(parent_execution_id)s))
 ON CONFLICT (parent_execution_id, parent_key) WHERE parent_key IS NOT NULL DO NOTHING
 RETURNING execution_id
 
@@ -38,6 +40,28 @@ FROM noetl.execution
 WHERE execution_id = ANY(%(execution_ids)s::bigint[]) AND status = 'RUNNING'
 ORDER BY execution_id
 FOR UPDATE SKIP LOCKED
+
+-- name: lock_waiting
+-- A waiting command's execution and the child it waits for, locked in id order (as every pass
+-- locks), waiting for a pass that holds one: the child's end and the suspension are serialised.
+SELECT execution_id, catalog_id, path, status, parent_execution_id, payload, result, error,
+       last_event_id, cancel_requested, cancel_reason, created_at, updated_at, completed_at
+FROM noetl.execution
+WHERE execution_id = ANY(%(execution_ids)s::bigint[])
+ORDER BY execution_id
+FOR UPDATE
+
+-- name: hold_parent
+-- A child's start holds its parent (FOR SHARE) until it commits, so a cancellation of the parent
+-- either sees the child among its children or is seen here (then the child starts cancelled).
+SELECT status, cancel_requested, cancel_reason FROM noetl.execution
+WHERE execution_id = %(execution_id)s
+FOR SHARE
+
+-- name: age
+-- An execution's status and its age in seconds by the database's clock (a sub-playbook call's wait).
+SELECT status, extract(epoch FROM now() - created_at)::float8 FROM noetl.execution
+WHERE execution_id = %(execution_id)s
 
 -- name: update
 UPDATE noetl.execution
@@ -84,3 +108,8 @@ LIMIT %(limit)s
 
 -- name: count_running
 SELECT count(*) FROM noetl.execution WHERE status = 'RUNNING'
+
+-- name: principal
+-- Who started the root of this execution's tree (name, role, paths); NULL for executions older than
+-- migration 0009 and for ones started without a principal.
+SELECT principal FROM noetl.execution WHERE execution_id = %(execution_id)s

@@ -102,3 +102,24 @@ SELECT count(*) AS executions,
        count(*) FILTER (WHERE status = 'CANCELLED') AS cancelled,
        count(*) FILTER (WHERE status = 'RUNNING') AS running
 FROM noetl.execution WHERE path = %(path)s AND created_at >= %(since)s
+
+-- name: execution_info
+SELECT execution_id, path, catalog_id, parent_execution_id, parent_key
+FROM noetl.execution WHERE execution_id = %(execution_id)s
+
+-- name: trace_root
+-- The root of an execution's sub-playbook chain and the trace id its execute request carried.
+WITH RECURSIVE up (execution_id, parent_execution_id, depth) AS (
+    SELECT execution_id, parent_execution_id, 0 FROM noetl.execution WHERE execution_id = %(execution_id)s
+    UNION ALL
+    SELECT x.execution_id, x.parent_execution_id, up.depth + 1
+    FROM noetl.execution x JOIN up ON x.execution_id = up.parent_execution_id
+    WHERE up.depth < 64
+)
+SELECT up.execution_id,
+       (SELECT e.data -> 'trace' ->> 'trace_id' FROM noetl.event e
+        WHERE e.execution_id = up.execution_id AND e.event_id = 1) AS trace_id
+FROM up WHERE up.parent_execution_id IS NULL
+
+-- name: command_rows
+SELECT command_id, pool, worker_id, attempt FROM noetl.command WHERE command_id = ANY(%(command_ids)s)
