@@ -315,3 +315,23 @@ def test_postgres_results_and_bind_params(noetl_run, pg_database):
         "rows": [{"id": 1, "name": "O'Brien; drop table people"}],
         "row_count": 1,
     }
+
+
+def test_lenient_playbook_renders_undefined_empty_with_a_warning(noetl_run):
+    """DECISIONS 10 (amended): executor.spec.undefined: lenient, on both runtimes."""
+    r = noetl_run(
+        HEAD
+        + """
+    executor: {spec: {undefined: lenient}}
+    workflow:
+      - step: start
+        tool:
+          kind: python
+          input: {v: "{{ no_such.field }}", t: "x={{ nothing_here }}"}
+          code: "result = [v, t]"
+    """
+    )
+    assert r.status == "COMPLETED", r.stderr
+    assert r.results["start"] == [None, "x="]
+    warned = sorted(e["data"]["variable"] for e in r.of("template.warning"))
+    assert warned == ["no_such", "nothing_here"]
