@@ -128,6 +128,7 @@ def input_schema(playbook: Playbook, text: str | None = None) -> dict[str, JSON]
         if hint.get("secret"):
             prop["writeOnly"] = True
             prop["format"] = "password"
+            prop.pop("default", None)  # a secret's default is never served
         if "description" in hint:
             prop["description"] = hint["description"]
         properties[name] = prop
@@ -234,7 +235,7 @@ def _ui_field(name: str, value: JSON, hint: Mapping[str, Any], explicit: JSON) -
     return {
         "name": name,
         "kind": kind,
-        "default": value,
+        "default": None if hint.get("secret") else value,  # a secret's default is never served
         "description": description,
         "secret": bool(hint.get("secret")),
         "credential_glob": hint.get("credential"),

@@ -25,7 +25,7 @@ TEXT = textwrap.dedent(
       limit: 10
       ratio: 0.5
       dry_run: false
-      token: ""           # ui:secret
+      token: "tok-default-77"  # ui:secret
       tags: [a]
       nested:
         region: x         # ui:secret
@@ -54,6 +54,7 @@ def test_comment_hints_refine_the_schema_only_for_top_level_keys() -> None:
     props = schema()["properties"]
     assert props["region"]["enum"] == ["eu", "us", "apac"]
     assert props["token"]["writeOnly"] is True and props["token"]["format"] == "password"
+    assert "tok-default-77" not in str(schema()) and "default" not in props["token"]
     assert props["anything"]["description"] == "Any value at all"
     assert "writeOnly" not in props["region"]  # the nested 'region: x  # ui:secret' is not the top-level key
 
@@ -118,6 +119,7 @@ def test_ui_fields_have_upstreams_shape() -> None:
     assert list(fields) == ["region", "limit", "ratio", "dry_run", "token", "tags", "nested", "anything"]
     assert fields["region"]["kind"] == "enum" and fields["region"]["options"] == ["eu", "us", "apac"]
     assert fields["token"]["secret"] is True and fields["token"]["kind"] == "string"
+    assert fields["token"]["default"] is None  # the secret default is not served
     assert fields["limit"]["description"] == "Rows per page" and fields["limit"]["kind"] == "integer"
     assert fields["nested"]["children"][0]["name"] == "region"
     assert fields["anything"]["kind"] == "null" and fields["anything"]["description"] == "Any value at all"
