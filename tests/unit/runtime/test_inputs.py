@@ -43,7 +43,7 @@ def schema() -> dict:
 
 def test_types_come_from_the_defaults() -> None:
     props = schema()["properties"]
-    assert props["limit"]["type"] == "integer" and props["limit"]["default"] == 10
+    assert props["limit"]["type"] == "number" and props["limit"]["default"] == 10
     assert props["ratio"]["type"] == "number"
     assert props["dry_run"]["type"] == "boolean"
     assert props["tags"]["type"] == "array" and props["nested"]["type"] == "object"
@@ -64,7 +64,7 @@ def test_explicit_schema_refines_the_derived_one() -> None:
     assert s["required"] == ["region"]
     assert s["properties"]["limit"] == {
         "default": 10,
-        "type": "integer",
+        "type": "number",
         "minimum": 1,
         "maximum": 100,
         "description": "Rows per page",
@@ -75,7 +75,7 @@ def test_explicit_schema_refines_the_derived_one() -> None:
 @pytest.mark.parametrize(
     ("payload", "field", "words"),
     [
-        ({"limit": "ten"}, "limit", "'ten' is not of type 'integer'"),
+        ({"limit": "ten"}, "limit", "'ten' is not of type 'number'"),
         ({"limit": 500}, "limit", "500 is greater than the maximum of 100"),
         ({"region": "mars"}, "region", "'mars' is not one of"),
         ({"dry_run": "yes"}, "dry_run", "not of type 'boolean'"),
@@ -120,7 +120,7 @@ def test_ui_fields_have_upstreams_shape() -> None:
     assert fields["region"]["kind"] == "enum" and fields["region"]["options"] == ["eu", "us", "apac"]
     assert fields["token"]["secret"] is True and fields["token"]["kind"] == "string"
     assert fields["token"]["default"] is None  # the secret default is not served
-    assert fields["limit"]["description"] == "Rows per page" and fields["limit"]["kind"] == "integer"
+    assert fields["limit"]["description"] == "Rows per page" and fields["limit"]["kind"] == "number"
     assert fields["nested"]["children"][0]["name"] == "region"
     assert fields["anything"]["kind"] == "null" and fields["anything"]["description"] == "Any value at all"
     assert set(fields["ratio"]) == {
