@@ -13,6 +13,7 @@ chain local        ``noetl run chain_N.yaml --json`` as a subprocess: wall time,
 chain distributed  one server and two workers (``--concurrency 4``) on a scratch database: the time
                    ``POST /api/execute`` takes to answer, and from the request to the execution's
                    terminal status (polled every 20 ms); per step.
+heartbeat          (``--only heartbeat``) the two statements a worker sends per heartbeat, timed.
 cancel             a ``shell`` step ``sleep 60`` (its pid recorded): distributed, the time from
                    ``POST /api/executions/ID/cancel`` to the sleep's process being gone (polled
                    every 5 ms); local, from SIGINT to ``noetl run`` to the same.
@@ -240,15 +241,48 @@ def distributed_cancel(cluster: Cluster, runs: int, work: Path) -> dict[str, Any
 
 
 def _wait_terminal(cluster: Cluster, execution_id: str, deadline: float) -> dict[str, Any]:
+    """Poll the execution's row (cheap) until it ends, then read its status (which folds its log)."""
+    path = f"/api/executions/{execution_id}"
     while True:
-        status: dict[str, Any] = cluster.http.get(
-            f"/api/executions/{execution_id}/status", timeout=TIMEOUT
-        ).json()
-        if status["status"] != "RUNNING":
+        detail = cluster.http.get(path, params={"include_events": "false"}, timeout=TIMEOUT).json()
+        if detail["status"] != "RUNNING":
+            status: dict[str, Any] = cluster.http.get(f"{path}/status", timeout=TIMEOUT).json()
             return status
         if time.perf_counter() > deadline:
             raise WrongResult(f"execution {execution_id} still RUNNING")
         time.sleep(0.02)
+
+
+def heartbeat_cost(database_url: str, beats: int = 300) -> dict[str, Any]:
+    """What one worker's heartbeat costs: the two statements it sends every 5 s by default (extend
+    the leases it holds - 16 here, a full default worker - and mark itself alive), timed in a row."""
+    import asyncio
+
+    from noetl.store import commands, db, migrate, workers
+    from noetl.store.ports import NewCommand
+
+    async def measure() -> float:
+        await migrate.apply(database_url)
+        conn = await db.connect(database_url)
+        try:
+            await workers.register(conn, "bench-hb", "bench", ["hb"], 16, "localhost", os.getpid(), {})
+            batch = [NewCommand(f"hb:{n}", 1, None, "s", None, {}, pool="hb") for n in range(16)]
+            await commands.insert(conn, batch)
+            held = [lease.command_id for lease in await commands.claim(conn, "bench-hb", ["hb"], 16, 15.0)]
+            start = time.perf_counter()
+            for _ in range(beats):
+                await commands.heartbeat(conn, "bench-hb", held, 15.0)
+                await workers.heartbeat(conn, "bench-hb")
+            return (time.perf_counter() - start) / beats
+        finally:
+            await conn.close()
+
+    seconds = asyncio.run(measure())
+    return {
+        "what": "heartbeat (16 leases + liveness)",
+        "ms_per_beat": seconds * 1000,
+        "per_second_at_5s": seconds / 5,
+    }
 
 
 # --------------------------------------------------------------------------- helpers
@@ -310,6 +344,16 @@ def main() -> int:
         if "cancel" in only:
             results.append(local_cancel(args.runs, work))
             _show(results[-1], args.json)
+        if "heartbeat" in only:
+            with scratch_database(args.database_url, "heartbeat") as url:
+                results.append(heartbeat_cost(url))
+                if not args.json:
+                    found = results[-1]
+                    print(
+                        f"heartbeat: {found['ms_per_beat']:.2f} ms per beat, "
+                        f"{found['per_second_at_5s'] * 100:.3f}% of a connection's time at one beat per 5 s",
+                        flush=True,
+                    )
         if only & {"distributed", "cancel"}:
             with (
                 scratch_database(args.database_url, "chain") as url,

@@ -278,6 +278,9 @@ def running_cluster(
         )
         processes.append(server)
         wait_until(lambda: _healthy(http, server), "the server's /health", 60)
+        token = logs / "data" / "service.token"  # the server requires its token, loopback clients too
+        if token.exists():
+            http.headers["Authorization"] = f"Bearer {token.read_text().strip()}"
         workers = []
         for n in (1, 2):
             args = ["worker", "start", "--concurrency", str(concurrency), "--grace", "2"]

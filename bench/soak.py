@@ -196,6 +196,16 @@ class Cluster:
     logs: Path
     procs: list[Proc] = field(default_factory=list)
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """The service token the server created (it wants it from loopback clients too)."""
+        path = self.logs / "data" / "service.token"
+        token = path.read_text().strip() if path.exists() else ""  # older servers made none
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30, headers=self.headers)
+
     def spawn(self, name: str, args: list[str]) -> Proc:
         log = (self.logs / f"{name}.log").open("wb")
         popen = subprocess.Popen(
@@ -264,7 +274,7 @@ def cluster_of(database_url: str, workers: int, slots: int, logs: Path) -> Itera
         wait_for(lambda: _healthy(url), "the server", 60)
         for n in range(1, workers + 1):
             cluster.worker(f"w{n}", slots)
-        wait_for(lambda: _workers(url) >= workers, f"{workers} workers", 60)
+        wait_for(lambda: _workers(url, cluster.headers) >= workers, f"{workers} workers", 60)
         yield cluster
     finally:
         cluster.stop()
@@ -277,9 +287,9 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def _workers(url: str) -> int:
+def _workers(url: str, headers: dict[str, str]) -> int:
     try:
-        body = httpx.get(f"{url}/api/worker/pools", timeout=2).json()
+        body = httpx.get(f"{url}/api/worker/pools", timeout=2, headers=headers).json()
     except (httpx.TransportError, ValueError):
         return 0
     return len(body.get("workers", body) if isinstance(body, dict) else body)
@@ -291,22 +301,35 @@ def query(database_url: str, sql: str, *params: object) -> list[tuple[Any, ...]]
 
 
 def sizes(database_url: str) -> dict[str, Any]:
-    [(commands, command_bytes, event_bytes, context_bytes, outcome_bytes, events)] = query(
+    """Rows and on-disk sizes (with indexes and TOAST) of the command and event tables, the bytes of
+    the live command rows, and how much of them is context and outcome."""
+    [(commands, command_bytes, event_bytes, row_bytes, context_bytes, outcome_bytes, events)] = query(
         database_url,
         "SELECT (SELECT count(*) FROM noetl.command), pg_total_relation_size('noetl.command'),"
         " pg_total_relation_size('noetl.event'),"
+        " (SELECT coalesce(sum(pg_column_size(c.*)), 0) FROM noetl.command AS c),"
         " (SELECT coalesce(sum(pg_column_size(context)), 0) FROM noetl.command),"
         " (SELECT coalesce(sum(pg_column_size(outcome)), 0) FROM noetl.command),"
         " (SELECT count(*) FROM noetl.event)",
     )
+    mb = 2**20
     return {
         "commands": commands,
         "events": events,
-        "command_table_mb": round(command_bytes / 2**20, 2),
-        "event_table_mb": round(event_bytes / 2**20, 2),
-        "command_context_mb": round(context_bytes / 2**20, 2),
-        "command_outcome_mb": round(outcome_bytes / 2**20, 2),
+        "command_table_mb": round(command_bytes / mb, 2),
+        "event_table_mb": round(event_bytes / mb, 2),
+        "command_rows_mb": round(row_bytes / mb, 2),
+        "command_context_mb": round(context_bytes / mb, 2),
+        "command_outcome_mb": round(outcome_bytes / mb, 2),
     }
+
+
+def compacted_sizes(database_url: str) -> dict[str, Any]:
+    """:func:`sizes` after ``VACUUM FULL`` of both tables (what the live rows take on disk)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("VACUUM FULL noetl.command")
+        conn.execute("VACUUM FULL noetl.event")
+    return sizes(database_url)
 
 
 # --------------------------------------------------------------------------- the soak
@@ -322,7 +345,7 @@ class Run:
 
 def soak(args: argparse.Namespace, database_url: str, logs: Path) -> dict[str, Any]:
     with cluster_of(database_url, args.workers, args.slots, logs) as cluster:
-        http = httpx.Client(base_url=cluster.url, timeout=30)
+        http = cluster.client()
         for text in (CHILD, PARENT, CHAIN, RETRY, FAILING):
             response = http.post("/api/catalog/register", json={"content": text})
             assert response.status_code == 200, response.text
@@ -476,7 +499,7 @@ def check(database_url: str, runs: list[Run]) -> dict[str, Any]:
 def run_sizes(count: int, database_url: str, logs: Path) -> dict[str, Any]:
     blob = json.dumps({f"key_{i:03d}": "v" * 8 for i in range(64)})  # about 1 KB in every context
     with cluster_of(database_url, 2, 8, logs) as cluster:
-        http = httpx.Client(base_url=cluster.url, timeout=30)
+        http = cluster.client()
         answer = http.post("/api/catalog/register", json={"content": SIZES.replace("BLOB", blob)})
         assert answer.status_code == 200, answer.text
         started = time.monotonic()
@@ -486,12 +509,16 @@ def run_sizes(count: int, database_url: str, logs: Path) -> dict[str, Any]:
         wait_for(lambda: not still_running(database_url, {str(execution_id)}), "the loop", 1800)
         took = time.monotonic() - started
         http.close()
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute("VACUUM noetl.command")
+        as_run = sizes(database_url)
         [(status,)] = query(
             database_url, "SELECT status FROM noetl.execution WHERE execution_id = %s", execution_id
         )
-        return {"status": status, "seconds": round(took, 1), **sizes(database_url)}
+        return {
+            "status": status,
+            "seconds": round(took, 1),
+            "as_run": as_run,
+            "after_vacuum_full": compacted_sizes(database_url),
+        }
 
 
 def main() -> int:

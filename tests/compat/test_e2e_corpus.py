@@ -19,8 +19,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-#: Runs (of 91 at upstream's commit 1e41859) that must behave as documented.
-DOCUMENTED_FLOOR = 34
+#: Runs (of 91 at upstream's commit 1e41859) that must behave as documented: 34 at the start of
+#: issue 18, 69 measured at its end (strict templates); the floor leaves room for the fixtures that
+#: are random by design (retry_test/python_retry_exception fails 17 % of runs upstream as well).
+DOCUMENTED_FLOOR = 66
 
 
 pytestmark = pytest.mark.skipif(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 HEAD = """
     apiVersion: noetl.io/v2
     kind: Playbook
@@ -155,7 +157,7 @@ def test_http_result_shape_and_body_paths(noetl_run, http_server):
     fetch = r.results["fetch"]
     assert set(fetch) == {"status_code", "headers", "data", "body"}  # DECISIONS 8 (amended): body too
     assert fetch["status_code"] == 200 and fetch["data"] == {"items": [1, 2], "has_more": False}
-    assert fetch["body"] == fetch["data"]  # upstream's fixtures read response.body.field
+    assert isinstance(fetch["body"], str) and json.loads(fetch["body"]) == fetch["data"]  # the raw text
     assert r.results["count"] == [2, 200]
 
 
@@ -315,3 +317,23 @@ def test_postgres_results_and_bind_params(noetl_run, pg_database):
         "rows": [{"id": 1, "name": "O'Brien; drop table people"}],
         "row_count": 1,
     }
+
+
+def test_lenient_playbook_renders_undefined_empty_with_a_warning(noetl_run):
+    """DECISIONS 10 (amended): executor.spec.undefined: lenient, on both runtimes."""
+    r = noetl_run(
+        HEAD
+        + """
+    executor: {spec: {undefined: lenient}}
+    workflow:
+      - step: start
+        tool:
+          kind: python
+          input: {v: "{{ no_such.field }}", t: "x={{ nothing_here }}"}
+          code: "result = [v, t]"
+    """
+    )
+    assert r.status == "COMPLETED", r.stderr
+    assert r.results["start"] == [None, "x="]
+    warned = sorted(e["data"]["variable"] for e in r.of("template.warning"))
+    assert warned == ["no_such", "nothing_here"]

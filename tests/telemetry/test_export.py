@@ -268,6 +268,7 @@ def test_noetl_export_status_and_stats_from_the_shell(cluster: Cluster, pg_datab
 
     assert "clickhouse:" in noetl("export", "status") and "0 behind" in noetl("export", "status")
     stats = json.loads(noetl("stats", "tel/fail", "--window", "1h", "--json"))
+    assert stats["source"] == "clickhouse"  # the export has caught up: the sink answers
     assert stats["executions"]["failed"] == 1
     assert stats["steps"][0]["step"] == "start" and stats["steps"][0]["failure_rate"] == 1.0
     assert "start" in noetl("stats", "tel/loop")

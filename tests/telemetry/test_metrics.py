@@ -120,6 +120,11 @@ def test_without_a_push_endpoint_the_server_serves_worker_metrics(pg_database: s
             return total if total == executed else None
 
         wait_until(served, f"/metrics to show {executed} worker tasks", DEADLINE)
+        # No export configured: statistics come from PostgreSQL's log.
+        stats = httpx.get(f"{cluster.url}/api/stats/tel/metered", params={"window": "1h"}, timeout=10).json()
+        assert stats["source"] == "postgres" and stats["executions"]["failed"] == 2
+        by_step = {s["step"]: s for s in stats["steps"]}
+        assert by_step["start"]["calls"] == 10 and by_step["bad"]["failure_rate"] == 1.0
 
 
 def test_an_unreachable_endpoint_drops_metrics_and_never_stalls_steps(

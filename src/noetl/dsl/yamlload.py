@@ -23,7 +23,7 @@ Every failure is a :class:`noetl.errors.PlaybookError` with file, line and colum
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Final
 
@@ -195,17 +195,13 @@ def load(text: str, file: str | None = None, limits: Limits | None = None) -> Do
             f"(set {LIMIT_SETTINGS['max_bytes']} to raise it)",
             location=Location(file),
         )
+    document = Document(None, file)
     try:
-        node = yaml.compose(text, Loader=_Loader)
+        document.root = _Builder(document, limits, yaml.parse(text, Loader=_Loader)).root()
     except yaml.MarkedYAMLError as exc:
         raise PlaybookError(_yaml_message(exc), location=_mark_location(exc, file)) from None
     except yaml.YAMLError as exc:
         raise PlaybookError(f"invalid YAML: {exc}", location=Location(file)) from None
-    document = Document(None, file)
-    if node is None:
-        return document
-    try:
-        document.root = _Builder(document, limits).value(node)
     except RecursionError:
         raise PlaybookError("YAML is nested too deeply", location=Location(file)) from None
     return document
@@ -223,149 +219,211 @@ def _mark_location(exc: yaml.MarkedYAMLError, file: str | None) -> Location:
     return Location(file, mark.line + 1, mark.column + 1)
 
 
-class _Builder:
-    """Walks the node tree once, building values and recording their positions."""
+_Event = yaml.events.Event
+_Anchored = tuple[JSON, int, int]
+"""An anchor's value, its size (values, aliases expanded) and its height (nesting below it)."""
 
-    def __init__(self, document: Document, limits: Limits) -> None:
+
+class _Builder:
+    """Builds values straight from the parser's events, recording their positions - no node tree
+    (the tree of a 20 MB document took more memory than the values themselves; issue 17)."""
+
+    def __init__(self, document: Document, limits: Limits, events: Iterator[_Event]) -> None:
         self.document = document
         self.limits = limits
+        self.events = events
         self.constructor = yaml.constructor.SafeConstructor()
-        self.done: dict[int, JSON] = {}
-        self.building: set[int] = set()
-        self.sizes: dict[int, tuple[int, int]] = {}
-        """Node id -> (values, depth) of its value with aliases expanded."""
+        self.resolver = yaml.resolver.Resolver()
+        self.anchors: dict[str, _Anchored] = {}
+        self.building: set[str] = set()
+        """Anchors of the collections being built (an alias to one of them is recursive)."""
         self.nodes = 0
         """Values of the document so far, aliases expanded (each use of an alias counts it whole)."""
         self.depth = 0
 
-    def count(self, node: yaml.Node, size: int) -> None:
+    def next(self) -> _Event:
+        return next(self.events)
+
+    def root(self) -> JSON:
+        """The one document of the stream (None when there is none)."""
+        self.next()  # stream start
+        event = self.next()
+        if isinstance(event, yaml.StreamEndEvent):
+            return None
+        root, _ = self.value(self.next())  # after the document start
+        self.next()  # document end
+        event = self.next()
+        if not isinstance(event, yaml.StreamEndEvent):
+            message = "invalid YAML: expected a single document in the stream, but found another document"
+            raise self.error(message, event)
+        return root
+
+    def error(self, message: str, event: _Event) -> PlaybookError:
+        line, column = _position(event)
+        return PlaybookError(message, location=Location(self.document.file, line + 1, column + 1))
+
+    def count(self, event: _Event, size: int) -> None:
         """Add ``size`` expanded values; stop the load over the limit, before anything is expanded."""
         self.nodes += size
         if self.nodes > self.limits.max_nodes:
             raise InputTooLarge(
                 f"the YAML document has more than {self.limits.max_nodes} values with its aliases "
                 f"expanded (set {LIMIT_SETTINGS['max_nodes']} to raise the limit)",
-                location=self.error("", node).location,
+                location=self.error("", event).location,
             )
 
-    def too_deep(self, node: yaml.Node) -> PlaybookError:
+    def too_deep(self, event: _Event) -> PlaybookError:
         return InputTooLarge(
             f"the YAML document nests maps and lists more than {self.limits.max_depth} deep "
             f"(set {LIMIT_SETTINGS['max_depth']} to raise the limit)",
-            location=self.error("", node).location,
+            location=self.error("", event).location,
         )
 
-    def error(self, message: str, node: yaml.Node) -> PlaybookError:
-        mark = node.start_mark
-        return PlaybookError(message, location=Location(self.document.file, mark.line + 1, mark.column + 1))
-
-    def value(self, node: yaml.Node) -> JSON:
-        # Aliases compose to the very same node object: build it once and share the value, but
-        # count it whole each time it is used (its expanded size is what consumers would walk).
-        key = id(node)
-        if key in self.done:
-            size, height = self.sizes[key]
-            self.count(node, size)
-            if self.depth + height > self.limits.max_depth:
-                raise self.too_deep(node)
-            return self.done[key]
-        if key in self.building:
-            raise self.error("recursive YAML alias is not allowed", node)
-        self.building.add(key)
-        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _COLLECTION_TAGS:
-            raise self.error(f"unsupported YAML tag '{node.tag}'", node)
+    def value(self, event: _Event) -> tuple[JSON, int]:
+        """The value starting at ``event``, and its height (0 for a scalar)."""
+        if isinstance(event, yaml.AliasEvent):
+            return self.alias(event)
         before = self.nodes
-        self.count(node, 1)
+        self.count(event, 1)
         height = 0
-        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+        if isinstance(event, yaml.ScalarEvent):
+            result: JSON = self.scalar(event)
+        elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            mapping = isinstance(event, yaml.MappingStartEvent)
+            tag = self.tag(event, yaml.MappingNode if mapping else yaml.SequenceNode)
+            if tag not in _COLLECTION_TAGS:
+                raise self.error(f"unsupported YAML tag '{tag}'", event)
             self.depth += 1
             if self.depth > self.limits.max_depth:
-                raise self.too_deep(node)
-            result: JSON = self.mapping(node) if isinstance(node, yaml.MappingNode) else self.sequence(node)
+                raise self.too_deep(event)
+            if event.anchor:
+                self.building.add(event.anchor)
+            result, height = self.mapping(event) if mapping else self.sequence(event)
+            if event.anchor:
+                self.building.discard(event.anchor)
             self.depth -= 1
-            height = 1 + max((self.sizes[id(child)][1] for child in _children(node)), default=0)
-        else:
-            result = self.scalar(node)
-        self.building.discard(key)
-        self.done[key] = result
-        self.sizes[key] = (self.nodes - before, height)
-        return result
+        else:  # the parser never yields anything else here
+            raise self.error(f"unexpected YAML event {type(event).__name__}", event)
+        if event.anchor:
+            self.anchor(event, (result, self.nodes - before, height))
+        return result, height
 
-    def scalar(self, node: yaml.Node) -> JSON:
-        if node.tag in _TEXT_TAGS:
-            return str(node.value)
-        construct = _SCALARS.get(node.tag)
-        if construct is None or not isinstance(node, yaml.ScalarNode):
-            raise self.error(f"unsupported YAML tag '{node.tag}'", node)
+    def alias(self, event: yaml.AliasEvent) -> tuple[JSON, int]:
+        # An alias shares the anchored value (never a copy), but counts it whole each time it is
+        # used: its expanded size is what consumers would walk.
+        found = self.anchors.get(event.anchor or "")
+        if found is None:
+            if event.anchor in self.building:
+                raise self.error("recursive YAML alias is not allowed", event)
+            raise self.error(f"undefined YAML alias '*{event.anchor}'", event)
+        value, size, height = found
+        self.count(event, size)
+        if self.depth + height > self.limits.max_depth:
+            raise self.too_deep(event)
+        return value, height
+
+    def anchor(self, event: _Event, anchored: _Anchored) -> None:
+        name = getattr(event, "anchor", None) or ""
+        if name in self.anchors:
+            raise self.error(f"duplicate YAML anchor '&{name}'", event)
+        self.anchors[name] = anchored
+
+    def tag(self, event: _Event, kind: type[yaml.Node]) -> str:
+        tag: str | None = getattr(event, "tag", None)
+        if tag is None or tag == "!":
+            value = event.value if isinstance(event, yaml.ScalarEvent) else None
+            implicit = getattr(event, "implicit", None)
+            tag = self.resolver.resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+        return str(tag)
+
+    def scalar(self, event: yaml.ScalarEvent) -> JSON:
+        tag = self.tag(event, yaml.ScalarNode)
+        if tag in _TEXT_TAGS:
+            return str(event.value)
+        construct = _SCALARS.get(tag)
+        if construct is None:
+            raise self.error(f"unsupported YAML tag '{tag}'", event)
+        node = yaml.ScalarNode(tag, event.value, None, None, event.style)
         try:
             value = construct(self.constructor, node)
         except (ValueError, KeyError, TypeError):
-            raise self.error(f"invalid {node.tag.removeprefix(_TAG)} value '{node.value}'", node) from None
+            raise self.error(f"invalid {tag.removeprefix(_TAG)} value '{event.value}'", event) from None
         return value  # type: ignore[return-value]
 
-    def sequence(self, node: yaml.SequenceNode) -> list[JSON]:
+    def sequence(self, start: _Event) -> tuple[list[JSON], int]:
         items: list[JSON] = []
-        marks = _Marks(_position(node))
+        marks = _Marks(_position(start))
         self.document._remember(items, marks)
-        for index, child in enumerate(node.value):
-            marks.values[index] = _position(child)
-            items.append(self.value(child))
-        return items
+        height = 0
+        while not isinstance(event := self.next(), yaml.SequenceEndEvent):
+            marks.values[len(items)] = _position(event)
+            item, below = self.value(event)
+            items.append(item)
+            height = max(height, below)
+        return items, height + 1
 
-    def mapping(self, node: yaml.MappingNode) -> dict[str, JSON]:
+    def mapping(self, start: _Event) -> tuple[dict[str, JSON], int]:
         result: dict[str, JSON] = {}
-        marks = _Marks(_position(node))
+        marks = _Marks(_position(start))
         self.document._remember(result, marks)
-        merged: list[tuple[dict[str, JSON], yaml.Node]] = []
-        for key_node, value_node in node.value:
-            if key_node.tag == _TAG + "merge":
-                merged.extend(self.merge_sources(value_node))
+        merged: list[tuple[dict[str, JSON], _Event]] = []
+        height = 0
+        while not isinstance(key_event := self.next(), yaml.MappingEndEvent):
+            key, merge = self.key(key_event)
+            value_event = self.next()
+            if merge:
+                sources, below = self.merge_sources(value_event)
+                merged.extend(sources)
+                height = max(height, below)
                 continue
-            key = self.key(key_node)
             if key in result:
                 first = marks.keys[key][0] + 1
-                raise self.error(f"duplicate key '{key}' (first defined at line {first})", key_node)
-            marks.keys[key] = _position(key_node)
-            marks.values[key] = _position(value_node)
-            result[key] = self.value(value_node)
-        for source, source_node in merged:
-            self.merge(result, marks, source, source_node)
-        return result
+                raise self.error(f"duplicate key '{key}' (first defined at line {first})", key_event)
+            marks.keys[key] = _position(key_event)
+            marks.values[key] = _position(value_event)
+            result[key], below = self.value(value_event)
+            height = max(height, below)
+        for source, source_event in merged:
+            self.merge(result, marks, source, source_event)
+        return result, height + 1
 
-    def key(self, node: yaml.Node) -> str:
-        if not isinstance(node, yaml.ScalarNode):
-            raise self.error("map keys must be plain scalars, not maps or lists", node)
-        return str(node.value)
+    def key(self, event: _Event) -> tuple[str, bool]:
+        """The text of a map key, and whether it is the merge key ``<<``."""
+        if isinstance(event, yaml.AliasEvent):
+            found = self.anchors.get(event.anchor or "")
+            if found is None or isinstance(found[0], (dict, list)):
+                raise self.error("map keys must be plain scalars, not maps, lists or aliases of them", event)
+            return str(found[0]), False
+        if not isinstance(event, yaml.ScalarEvent):
+            raise self.error("map keys must be plain scalars, not maps or lists", event)
+        if event.anchor:
+            self.anchor(event, (self.scalar(event), 1, 0))
+        return str(event.value), self.tag(event, yaml.ScalarNode) == _TAG + "merge"
 
-    def merge_sources(self, node: yaml.Node) -> list[tuple[dict[str, JSON], yaml.Node]]:
-        nodes = node.value if isinstance(node, yaml.SequenceNode) else [node]
-        sources: list[tuple[dict[str, JSON], yaml.Node]] = []
-        for item in nodes:
-            value = self.value(item)
+    def merge_sources(self, event: _Event) -> tuple[list[tuple[dict[str, JSON], _Event]], int]:
+        events = [event]
+        if isinstance(event, yaml.SequenceStartEvent):
+            events = []
+            while not isinstance(item := self.next(), yaml.SequenceEndEvent):
+                events.append(item)
+        sources: list[tuple[dict[str, JSON], _Event]] = []
+        height = 0
+        for item in events:
+            value, below = self.value(item)
             if not isinstance(value, dict):
                 raise self.error("a YAML merge key '<<' needs a map or a list of maps", item)
             sources.append((value, item))
-        return sources
+            height = max(height, below)
+        return sources, height
 
-    def merge(self, result: dict[str, JSON], marks: _Marks, source: dict[str, JSON], node: yaml.Node) -> None:
+    def merge(self, result: dict[str, JSON], marks: _Marks, source: dict[str, JSON], event: _Event) -> None:
         """``<<: *base``: keys written in the map win over merged ones."""
         for key, value in source.items():
             if key not in result:
                 result[key] = value
-                marks.keys[key] = marks.values[key] = _position(node)
+                marks.keys[key] = marks.values[key] = _position(event)
 
 
-def _children(node: yaml.Node) -> list[yaml.Node]:
-    """The value nodes a collection node was built from (a map's values and merge sources)."""
-    if isinstance(node, yaml.SequenceNode):
-        return list(node.value)
-    found: list[yaml.Node] = []
-    for _key, value in node.value:
-        found.extend(
-            value.value if isinstance(value, yaml.SequenceNode) and _key.tag == _TAG + "merge" else [value]
-        )
-    return found
-
-
-def _position(node: yaml.Node) -> _Position:
-    return (node.start_mark.line, node.start_mark.column)
+def _position(event: _Event) -> _Position:
+    mark = event.start_mark
+    return (mark.line, mark.column) if mark is not None else (0, 0)

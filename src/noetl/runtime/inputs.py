@@ -1,8 +1,9 @@
 """A playbook's input schema: what an execute payload may hold, and a run form for a UI.
 
 The schema is derived from ``workload``: every key becomes a property whose type is the type of its
-default (``10`` -> integer, ``2.5`` -> number, ``"eu"`` -> string, ``true`` -> boolean, a list
--> array, a map -> object, ``null`` -> any) and whose ``default`` is that value. Inline comments
+default (``10`` or ``2.5`` -> number: a whole default does not forbid a fraction; ``"eu"`` ->
+string, ``true`` -> boolean, a list -> array, a map -> object, ``null`` -> any) and whose
+``default`` is that value. Inline comments
 on the workload's keys refine it, as upstream's ``ui_schema`` reads them::
 
     workload:
@@ -99,9 +100,7 @@ def json_type(value: JSON) -> str | None:
     """The JSON Schema type of a default value (None for null: any type)."""
     if isinstance(value, bool):
         return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
+    if isinstance(value, int | float):  # `pause: 0` takes 0.3 too; say "integer" in input_schema to insist
         return "number"
     if isinstance(value, str):
         return "string"
@@ -128,6 +127,7 @@ def input_schema(playbook: Playbook, text: str | None = None) -> dict[str, JSON]
         if hint.get("secret"):
             prop["writeOnly"] = True
             prop["format"] = "password"
+            prop.pop("default", None)  # a secret's default is never served
         if "description" in hint:
             prop["description"] = hint["description"]
         properties[name] = prop
@@ -234,7 +234,7 @@ def _ui_field(name: str, value: JSON, hint: Mapping[str, Any], explicit: JSON) -
     return {
         "name": name,
         "kind": kind,
-        "default": value,
+        "default": None if hint.get("secret") else value,  # a secret's default is never served
         "description": description,
         "secret": bool(hint.get("secret")),
         "credential_glob": hint.get("credential"),

@@ -499,8 +499,9 @@ class _Command:
 
 
 _ABSENT = object()
-REPLAYABLE_KINDS = frozenset({"playbook"})
-"""Tool kinds a command may run again at no cost: a sub-playbook call attaches to its child."""
+REPLAYABLE_KINDS = frozenset({"playbook", "noop"})
+"""Tool kinds a command may run again at no cost: a sub-playbook call attaches to its child, and
+``noop`` does nothing (its ``set`` is rendered again, from the same values)."""
 
 
 TEMPLATE_UNDEFINED_KEY = "template_undefined"

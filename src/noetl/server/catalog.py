@@ -57,6 +57,7 @@ async def register(body: RegisterRequest, server: Server) -> dict[str, Any]:
         meta["description"] = playbook.description
     async with server.pool.connection() as conn, conn.transaction():
         entry = await catalog.register(conn, playbook.path, text, kind=PLAYBOOK, meta=meta)
+    server.playbooks.keep(entry.catalog_id, playbook)  # its first execute need not parse it again
     return {
         "status": "success",
         "message": f"registered {entry.path} version {entry.version}",

@@ -23,6 +23,13 @@ class PlaybookCache:
         self.size = size
         self._entries: OrderedDict[int, Playbook] = OrderedDict()
 
+    def keep(self, catalog_id: int, playbook: Playbook) -> None:
+        """Remember a playbook parsed elsewhere (registering it parsed it already)."""
+        self._entries[catalog_id] = playbook
+        self._entries.move_to_end(catalog_id)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
     async def get(self, conn: Connection, catalog_id: int) -> Playbook:
         playbook = self._entries.get(catalog_id)
         if playbook is not None:

@@ -79,7 +79,7 @@ async def batch(conn: Connection, after: Position, limit: int) -> list[dict[str,
     """Up to ``limit`` events after ``after`` in commit order, with their execution's path and their
     command's pool, worker and attempt."""
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(Q["batch"], {**after.params(), "limit": limit}, prepare=True)
+        await cur.execute(Q["batch"], {**after.params(), "limit": limit, "since": None}, prepare=True)
         return await cur.fetchall()
 
 
@@ -88,7 +88,7 @@ async def since(conn: Connection, moment: datetime, after: Position, limit: int)
     """Like ``batch``, for events written at or after ``moment`` (a backfill's pages)."""
     params = {**after.params(), "since": moment, "limit": limit}
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(Q["since"], params)
+        await cur.execute(Q["batch"], params)
         return await cur.fetchall()
 
 

@@ -119,7 +119,15 @@ def check_config(tool: Tool, config: Mapping[str, JSON], *, step: str, task: str
             field=key,
         )
     for group in tool.required_fields:
-        if not any(name in config for name in group):
+        given = [name for name in group if name in config]
+        if "script" in given and len(given) > 1:  # the code comes from one place (noetl.runtime.scripts)
+            other = next(name for name in given if name != "script")
+            raise ToolConfigError(
+                f"task '{task}' of tool kind '{tool.kind}' gives both 'script' and '{other}': keep one",
+                step=step,
+                field="script",
+            )
+        if not given:
             raise ToolConfigError(
                 f"tool kind '{tool.kind}' needs field '{' or '.join(group)}' in task '{task}'",
                 step=step,

@@ -13,8 +13,7 @@ Fields (REFERENCE §4.4):
   and large loops keep theirs in the result store.
 
 ``data`` is the parsed JSON body when the body parses as JSON, else the text (None for an empty
-JSON body). ``body`` holds the same value, as upstream's http tool names it (its fixtures read
-``response.body.field``): parsed JSON, or the raw text when the response is not JSON. A status
+JSON body); ``body`` is the raw text of the response (DECISIONS 8: upstream has both). A status
 outside 2xx and ``accept_status`` raises an ``http`` error (retryable for
 408, 425, 429 and 5xx) whose data is the result and whose details are ``{"http": {status,
 headers}}``. Failing to connect or timing out raises ``connection`` / ``timeout`` (retryable).
@@ -226,7 +225,7 @@ def _result(response: httpx.Response) -> dict[str, JSON]:
         "status_code": response.status_code,
         "headers": dict(response.headers.items()),
         "data": data,
-        "body": data,  # upstream's name for the same payload (its fixtures read response.body.*)
+        "body": response.text,
     }
 
 

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import time
 from collections.abc import Mapping
@@ -36,6 +37,11 @@ from noetl.tools.base import Call
 from noetl.tools.sandbox import Sandbox, inherited
 
 DEFAULT_SHELL = "/bin/sh"
+GATE_SHELL = "/bin/sh"
+_GATE = 'IFS= read -r _ || exit 111; exec "$0" "$@" </dev/null'
+"""Run first in the command's process: wait until the runtime has registered the new process group
+with its watchdog (it writes a line on stdin), then become the command's shell (same process, same
+group). A worker that dies in between closes the pipe, and the command never starts."""
 _STDERR_TAIL = 500
 
 
@@ -130,12 +136,21 @@ async def _run_one(
     deadline: float | None,
     call: Call,
 ) -> _Run:
+    if shutil.which(shell, path=env.get("PATH", os.defpath)) is None:
+        raise ToolError(
+            f"could not start '{shell}' in {cwd or 'the current directory'}: No such file or directory",
+            error_kind="shell",
+            step=call.step,
+        )
     try:
         process = await asyncio.create_subprocess_exec(
+            GATE_SHELL,
+            "-c",
+            _GATE,
             shell,
             "-c",
             command,
-            stdin=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.PIPE,  # the gate; the command itself gets /dev/null
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             cwd=cwd,
@@ -151,11 +166,19 @@ async def _run_one(
             error_kind="shell",
             step=call.step,
         ) from None
-    watchdog.watch(process.pid)  # the group dies with this process too (a SIGKILLed worker)
+    watchdog.watch(process.pid)  # the group dies with this process too (a SIGKILLed worker) ...
+    _open_gate(process)  # ... and only now may the command run
     try:
         return await _finish(process, deadline, call)
     finally:
         watchdog.forget(process.pid)
+
+
+def _open_gate(process: asyncio.subprocess.Process) -> None:
+    assert process.stdin is not None
+    with contextlib.suppress(ConnectionError, RuntimeError):  # it died already: _finish reports that
+        process.stdin.write(b"\n")
+        process.stdin.close()
 
 
 async def _finish(process: asyncio.subprocess.Process, deadline: float | None, call: Call) -> _Run:

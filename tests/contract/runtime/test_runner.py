@@ -110,7 +110,8 @@ async def test_pipeline_result_map_labels_and_prev(run):
     """)
     out = await run(pb)
     assert out.status == "ok" and out.attempts == 3
-    assert out.result == {"a": {"n": 2}, "task_1": {}, "c": [2, 2, {}, "c"]}
+    # DECISIONS 8: map results' fields are merged on top in task order (a list result adds none)
+    assert out.result == {"a": {"n": 2}, "task_1": {}, "c": [2, 2, {}, "c"], "n": 2}
 
 
 async def test_input_rendered_from_variables_and_step_results(run, tmp_path):

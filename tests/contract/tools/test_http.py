@@ -127,8 +127,9 @@ async def failure(services: Services, config: Mapping[str, JSON], **kw: Any) -> 
 
 async def test_get_json_result_shape(services: Services, base_url: str) -> None:
     result = await run(services, {"url": f"{base_url}/json"})
-    assert set(result) == {"status_code", "headers", "data"}
+    assert set(result) == {"status_code", "headers", "data", "body"}  # DECISIONS 8
     assert result["status_code"] == 200
+    assert isinstance(result["body"], str) and json.loads(result["body"]) == result["data"]
     assert result["data"] == {"items": [1, 2], "ok": True}
     assert result["headers"]["content-type"] == "application/json"
 

@@ -70,7 +70,15 @@ async def test_returns_child_result_and_sends_the_request() -> None:
     )
     assert result == {"final": 42}
     assert runner.requests == [
-        {"path": "lib/child", "version": 2, "payload": {"n": 21}, "return_step": "start", "wait": True}
+        {
+            "path": "lib/child",
+            "version": 2,
+            "payload": {"n": 21},
+            "return_step": "start",
+            "wait": True,
+            "timeout": None,  # no timeout: wait as long as the child runs
+            "resumable": False,  # a plain call (no worker to park it on): waits in place
+        }
     ]
 
 

@@ -25,7 +25,7 @@ TEXT = textwrap.dedent(
       limit: 10
       ratio: 0.5
       dry_run: false
-      token: ""           # ui:secret
+      token: "tok-default-77"  # ui:secret
       tags: [a]
       nested:
         region: x         # ui:secret
@@ -43,7 +43,7 @@ def schema() -> dict:
 
 def test_types_come_from_the_defaults() -> None:
     props = schema()["properties"]
-    assert props["limit"]["type"] == "integer" and props["limit"]["default"] == 10
+    assert props["limit"]["type"] == "number" and props["limit"]["default"] == 10
     assert props["ratio"]["type"] == "number"
     assert props["dry_run"]["type"] == "boolean"
     assert props["tags"]["type"] == "array" and props["nested"]["type"] == "object"
@@ -54,6 +54,7 @@ def test_comment_hints_refine_the_schema_only_for_top_level_keys() -> None:
     props = schema()["properties"]
     assert props["region"]["enum"] == ["eu", "us", "apac"]
     assert props["token"]["writeOnly"] is True and props["token"]["format"] == "password"
+    assert "tok-default-77" not in str(schema()) and "default" not in props["token"]
     assert props["anything"]["description"] == "Any value at all"
     assert "writeOnly" not in props["region"]  # the nested 'region: x  # ui:secret' is not the top-level key
 
@@ -63,7 +64,7 @@ def test_explicit_schema_refines_the_derived_one() -> None:
     assert s["required"] == ["region"]
     assert s["properties"]["limit"] == {
         "default": 10,
-        "type": "integer",
+        "type": "number",
         "minimum": 1,
         "maximum": 100,
         "description": "Rows per page",
@@ -74,7 +75,7 @@ def test_explicit_schema_refines_the_derived_one() -> None:
 @pytest.mark.parametrize(
     ("payload", "field", "words"),
     [
-        ({"limit": "ten"}, "limit", "'ten' is not of type 'integer'"),
+        ({"limit": "ten"}, "limit", "'ten' is not of type 'number'"),
         ({"limit": 500}, "limit", "500 is greater than the maximum of 100"),
         ({"region": "mars"}, "region", "'mars' is not one of"),
         ({"dry_run": "yes"}, "dry_run", "not of type 'boolean'"),
@@ -118,7 +119,8 @@ def test_ui_fields_have_upstreams_shape() -> None:
     assert list(fields) == ["region", "limit", "ratio", "dry_run", "token", "tags", "nested", "anything"]
     assert fields["region"]["kind"] == "enum" and fields["region"]["options"] == ["eu", "us", "apac"]
     assert fields["token"]["secret"] is True and fields["token"]["kind"] == "string"
-    assert fields["limit"]["description"] == "Rows per page" and fields["limit"]["kind"] == "integer"
+    assert fields["token"]["default"] is None  # the secret default is not served
+    assert fields["limit"]["description"] == "Rows per page" and fields["limit"]["kind"] == "number"
     assert fields["nested"]["children"][0]["name"] == "region"
     assert fields["anything"]["kind"] == "null" and fields["anything"]["description"] == "Any value at all"
     assert set(fields["ratio"]) == {

@@ -14,7 +14,7 @@ FROM noetl.export_cursor ORDER BY sink
 -- The next events after the cursor, in commit order, only from transactions that have ended (a row
 -- of a transaction still running could otherwise become visible behind the cursor later).
 -- Joined with what an export row carries besides the event: the playbook path and the command's
--- pool, worker and attempt.
+-- pool, worker and attempt. With `since`, only events written at or after it (a backfill's pages).
 -- The horizon is the oldest transaction of this database still running when the statement's
 -- snapshot was taken (transactions of other databases cannot write here and do not hold it back);
 -- with none running, the next transaction id. Every row older than it is visible or gone for good.
@@ -34,28 +34,7 @@ JOIN noetl.execution x ON x.execution_id = e.execution_id
 LEFT JOIN noetl.command c ON c.command_id = e.command_id
 WHERE (e.tx, e.execution_id, e.event_id) > (%(tx)s::xid8, %(execution_id)s, %(event_id)s)
   AND e.tx < (SELECT h FROM horizon)
-ORDER BY e.tx, e.execution_id, e.event_id
-LIMIT %(limit)s
-
--- name: since
--- Events written at or after a time, for a backfill, in pages by the same key as `batch`.
-WITH horizon AS (
-    SELECT coalesce(
-        (SELECT min(x) FROM pg_snapshot_xip(pg_current_snapshot()) AS x
-         WHERE (x::text::numeric %% 4294967296)::text NOT IN (
-             SELECT backend_xid::text FROM pg_stat_activity
-             WHERE datname IS DISTINCT FROM current_database() AND backend_xid IS NOT NULL)),
-        pg_snapshot_xmax(pg_current_snapshot())) AS h
-)
-SELECT e.tx::text AS tx, e.execution_id, e.event_id, e.event_type, e.step, e.command_id, e.data::text AS data,
-       e.at, e.created_at, x.path, x.catalog_id, x.parent_execution_id,
-       c.pool, c.worker_id, c.attempt
-FROM noetl.event e
-JOIN noetl.execution x ON x.execution_id = e.execution_id
-LEFT JOIN noetl.command c ON c.command_id = e.command_id
-WHERE (e.tx, e.execution_id, e.event_id) > (%(tx)s::xid8, %(execution_id)s, %(event_id)s)
-  AND e.tx < (SELECT h FROM horizon)
-  AND e.created_at >= %(since)s
+  AND (%(since)s::timestamptz IS NULL OR e.created_at >= %(since)s)
 ORDER BY e.tx, e.execution_id, e.event_id
 LIMIT %(limit)s
 
