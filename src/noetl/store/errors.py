@@ -77,9 +77,22 @@ def from_driver(exc: psycopg.Error, doing: str) -> StoreError:
         return StoreConflict(message, sqlstate=sqlstate)
     if isinstance(exc, pg_errors.NumericValueOutOfRange):
         return StoreBadValue(f"a number in the request is out of range ({message})", sqlstate=sqlstate)
+    if _nul_character(exc):
+        return StoreBadValue(
+            f"a text value in the request contains a NUL character (\\u0000), which PostgreSQL cannot "
+            f"store ({message})",
+            sqlstate=sqlstate,
+        )
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
         return StoreUnavailable(f"PostgreSQL unavailable while {message}", sqlstate=sqlstate)
     return StoreError(message, sqlstate=sqlstate)
+
+
+def _nul_character(exc: psycopg.Error) -> bool:
+    """A NUL in a text value (refused by psycopg) or in a JSON string (refused by PostgreSQL)."""
+    if isinstance(exc, pg_errors.UntranslatableCharacter):
+        return True
+    return isinstance(exc, psycopg.DataError) and "NUL (0x00)" in str(exc)
 
 
 @contextmanager
