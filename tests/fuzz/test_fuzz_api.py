@@ -16,7 +16,8 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from tests.support.cluster import Cluster, running_cluster
+
+from support.cluster import Cluster, running_cluster
 
 _EXAMPLES = 2_000 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else 10
 """Requests per operation."""
